@@ -1,0 +1,53 @@
+"""Project-wide settings read from environment variables.
+
+Lives in `ingest` because it is the dependency-free base package: the CLI, the generator and
+the Dagster code all import it, and it must not import Dagster. Every variable is documented in
+`.env.example`; relative paths are resolved against the project root, never the working
+directory, so `make demo`, `dagster dev` and dbt all see the same files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+
+#: Dagster concurrency pool that every asset writing the DuckDB warehouse joins. DuckDB allows a
+#: single writer process, so the pool's limit is 1 (see orchestration/dagster.yaml).
+WAREHOUSE_WRITER_POOL = "duckdb_writer"
+
+
+def _path(environ: Mapping[str, str], name: str, default: str) -> Path:
+    raw = environ.get(name) or default
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved paths. Build with `load_settings()` so tests can pass their own environment."""
+
+    warehouse_path: Path
+    data_dir: Path
+    publish_dir: Path
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.data_dir / "inbox"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    return Settings(
+        warehouse_path=_path(env, "SMO_WAREHOUSE_PATH", "var/warehouse.duckdb"),
+        data_dir=_path(env, "SMO_DATA_DIR", "var/data"),
+        publish_dir=_path(env, "SMO_PUBLISH_DIR", "var/publish"),
+    )

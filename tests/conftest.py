@@ -1,0 +1,37 @@
+"""Shared fixtures: every test that runs the pipeline gets its own warehouse and Dagster home."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ingest.settings import PROJECT_ROOT
+
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def project_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every configurable path at a temporary directory."""
+    monkeypatch.setenv("SMO_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("SMO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SMO_PUBLISH_DIR", str(tmp_path / "publish"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def dagster_instance(project_env: Path) -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test(temp_dir=str(project_env / "dagster_home")) as instance:
+        yield instance
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data not found at {SHARED_DATA} (clone with ../shared beside it)")
+    return SHARED_DATA

@@ -1,0 +1,67 @@
+"""The code location loads and is wired the way the warehouse needs."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from ingest.settings import WAREHOUSE_WRITER_POOL
+from orchestration.definitions import defs
+
+WAREHOUSE_RESOURCES = {"warehouse", "dbt"}
+
+
+@pytest.fixture(scope="module")
+def repo() -> dg.RepositoryDefinition:
+    return defs().get_repository_def()
+
+
+def test_definitions_load_with_the_refresh_job(repo):
+    job = repo.get_job("oversight_refresh")
+    assert job.executor_def is dg.in_process_executor
+    assert repo.asset_graph.get_all_asset_keys(), "no assets loaded"
+
+
+def test_dbt_models_are_keyed_by_duckdb_schema_and_table(repo):
+    keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
+    assert "staging/stg_smo__sites" in keys
+    assert "marts/study_site_activation" in keys
+    assert repo.asset_graph.get(dg.AssetKey(["marts", "study_site_activation"])).group_name == (
+        "marts"
+    )
+
+
+def test_every_dbt_source_is_loaded_by_a_dagster_asset(repo):
+    graph = repo.asset_graph
+    dbt_assets = [ad for ad in graph.assets_defs if "dbt" in ad.required_resource_keys]
+    assert dbt_assets
+    upstream = {dep for ad in dbt_assets for dep in ad.dependency_keys} - {
+        key for ad in dbt_assets for key in ad.keys
+    }
+    assert upstream, "dbt models declare no sources"
+    for key in upstream:
+        node = graph.get(key)
+        assert node.is_materializable, f"dbt source {key.to_user_string()} has no loading asset"
+
+
+def test_every_warehouse_writer_is_in_the_writer_pool(repo):
+    writers = [
+        ad
+        for ad in repo.asset_graph.assets_defs
+        if ad.is_executable and ad.required_resource_keys & WAREHOUSE_RESOURCES
+    ]
+    assert writers
+    for ad in writers:
+        names = ", ".join(key.to_user_string() for key in ad.keys)
+        assert ad.node_def.pool == WAREHOUSE_WRITER_POOL, f"{names} writes outside the pool"
+
+
+def test_error_severity_dbt_tests_are_blocking_checks(repo):
+    checks = [
+        spec
+        for ad in repo.asset_graph.assets_defs
+        for spec in ad.check_specs
+        if "dbt" in ad.required_resource_keys
+    ]
+    assert checks
+    assert all(spec.blocking for spec in checks)
