@@ -34,6 +34,9 @@ class Settings:
     warehouse_path: Path
     data_dir: Path
     publish_dir: Path
+    profiles_dir: Path
+    #: Files modified more recently than this are assumed to be still being written.
+    inbox_settle_seconds: float
 
     @property
     def inbox_dir(self) -> Path:
@@ -43,11 +46,18 @@ class Settings:
     def quarantine_dir(self) -> Path:
         return self.data_dir / "quarantine"
 
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
+    data_dir = _path(env, "SMO_DATA_DIR", "var/data")
     return Settings(
         warehouse_path=_path(env, "SMO_WAREHOUSE_PATH", "var/warehouse.duckdb"),
-        data_dir=_path(env, "SMO_DATA_DIR", "var/data"),
+        data_dir=data_dir,
         publish_dir=_path(env, "SMO_PUBLISH_DIR", "var/publish"),
+        profiles_dir=_path(env, "SMO_PROFILES_DIR", str(data_dir / "profiles")),
+        inbox_settle_seconds=float(env.get("SMO_INBOX_SETTLE_SECONDS") or 10),
     )

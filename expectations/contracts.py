@@ -1,0 +1,279 @@
+"""Delivery contracts: the rules of spec 2.1 as pandera schemas on the polars backend.
+
+Every rule has a stable id (the `error` of its pandera check) that reports, the ledger and the
+tests name. Checks are written as polars expressions over the whole frame, so validating a
+5M-row delivery stays a handful of vectorised passes. Schemas validate typed canonical frames;
+turning an SMO's file into one (and reporting values that do not parse) is `ingest.gate`'s job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+from pandera.config import ValidationDepth, config_context
+
+from expectations.feeds import FEEDS, ISO_COUNTRIES, ISO_CURRENCIES, Feed
+
+POLARS_TYPES: dict[str, type[pl.DataType]] = {
+    "str": pl.Utf8,
+    "date": pl.Date,
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "bool": pl.Boolean,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    #: Columns whose values a report shows for a failing row (frame-level rules).
+    columns: tuple[str, ...] = ()
+
+
+RULES: dict[str, Rule] = {
+    r.id: r
+    for r in (
+        # File and header level (raised by ingest.readers / ingest.gate).
+        Rule("file.empty", "The file has no bytes."),
+        Rule("file.no_rows", "The file has a header but no data rows; a snapshot cannot be empty."),
+        Rule("file.encoding", "The bytes are not valid in the encoding the profile declares."),
+        Rule("file.unreadable", "The file cannot be parsed as the declared file type."),
+        Rule("file.truncated", "The file does not end with a line break: it may be cut off."),
+        Rule("file.ragged_row", "A row has more fields than the header."),
+        Rule("file.delimiter", "The header does not split on the declared delimiter."),
+        Rule("file.sheet_missing", "The workbook has no sheet with the declared name."),
+        Rule("file.name_unrecognized", "No feed pattern in the SMO's profile matches the name."),
+        Rule("file.study_mismatch", "Rows belong to a study other than the one the file is for."),
+        Rule("column.missing", "A required canonical column is not in the file."),
+        Rule("column.unmapped", "A column is neither mapped nor dropped by the profile."),
+        Rule("column.duplicate", "Two file columns map onto the same canonical column."),
+        Rule("column.direct_identifier", "A column name suggests a direct patient identifier."),
+        # Values.
+        Rule("value.required", "A required value is empty."),
+        Rule("value.type", "The value does not parse as the declared type or date format."),
+        Rule("value.enum", "The value is not in the column's code list (after code mapping)."),
+        Rule("value.country_iso", "The country is not an ISO 3166-1 alpha-2 code."),
+        Rule("value.currency_iso", "The currency is not an ISO 4217 code."),
+        Rule("value.fte_range", "FTE must be between 0 and 1.5."),
+        Rule("value.non_negative", "The amount must not be negative."),
+        Rule("key.unique", "The row's key appears more than once in the file."),
+        Rule("date.not_after_delivery", "A date lies after the delivery date."),
+        Rule(
+            "roster.site_known",
+            "The site is not in the SMO's current roster for the study.",
+            ("study_id", "site_id"),
+        ),
+        # Cross-column rules of spec 2.1.
+        Rule(
+            "order.consent_le_screened",
+            "consent_date must not be after screened_date.",
+            ("consent_date", "screened_date"),
+        ),
+        Rule(
+            "order.screened_le_randomized",
+            "screened_date must not be after randomized_date.",
+            ("screened_date", "randomized_date"),
+        ),
+        Rule(
+            "exclusive.screen_failed_randomized",
+            "A subject cannot be both screen-failed and randomized.",
+            ("screen_failed_date", "randomized_date"),
+        ),
+        Rule(
+            "order.randomized_le_discontinued",
+            "discontinued_date must not precede randomization.",
+            ("randomized_date", "discontinued_date"),
+        ),
+        Rule(
+            "order.randomized_le_completed",
+            "completed_date must not precede randomization.",
+            ("randomized_date", "completed_date"),
+        ),
+        Rule(
+            "order.actual_le_crf_entry",
+            "crf_entry_date must not precede the visit's actual_date.",
+            ("actual_date", "crf_entry_date"),
+        ),
+        Rule(
+            "order.occurred_le_identified",
+            "identified_date must not precede occurred_date.",
+            ("occurred_date", "identified_date"),
+        ),
+        Rule(
+            "order.identified_le_reported",
+            "reported_date must not precede identified_date.",
+            ("identified_date", "reported_date"),
+        ),
+        Rule(
+            "order.trigger_le_paid",
+            "paid_date must not precede trigger_date.",
+            ("trigger_date", "paid_date"),
+        ),
+        Rule(
+            "order.start_le_end",
+            "end_date must not precede start_date.",
+            ("start_date", "end_date"),
+        ),
+        Rule(
+            "amount.non_negative",
+            "amount must be >= 0 unless the line is a credit note.",
+            ("amount", "credit_note"),
+        ),
+    )
+}
+
+PANDERA_BUILTIN_RULES = {
+    "not_nullable": "value.required",
+    "multiple_fields_uniqueness": "key.unique",
+}
+
+
+#: Columns of the frame `validate` returns: one row per failing cell (column set) or row.
+FAILURE_SCHEMA = {"rule": pl.Utf8, "column": pl.Utf8, "row_index": pl.Int64}
+
+
+def _expr_check(rule_id: str, build: Callable[[str | None], pl.Expr]) -> pa.Check:
+    """A check from a polars expression that is True where the row passes (nulls pass)."""
+
+    def check(data) -> pl.LazyFrame:
+        return data.lazyframe.select(build(data.key).fill_null(True).alias("ok"))
+
+    return pa.Check(check, name=rule_id, error=rule_id)
+
+
+def _in_list(rule_id: str, values: Iterable[str]) -> pa.Check:
+    allowed = pl.Series(sorted(values), dtype=pl.Utf8)
+    return _expr_check(rule_id, lambda c: pl.col(c).is_in(allowed))
+
+
+def _not_after(delivery_date: dt.date) -> pa.Check:
+    return _expr_check("date.not_after_delivery", lambda c: pl.col(c) <= delivery_date)
+
+
+def _le(a: str, b: str, rule_id: str) -> pa.Check:
+    return _expr_check(rule_id, lambda _: pl.col(a) <= pl.col(b))
+
+
+def _cross_column_checks(feed: Feed) -> list[pa.Check]:
+    names = set(feed.column_names)
+    checks = [
+        _le(*RULES[rule_id].columns, rule_id)
+        for rule_id in (
+            "order.consent_le_screened",
+            "order.screened_le_randomized",
+            "order.randomized_le_discontinued",
+            "order.randomized_le_completed",
+            "order.actual_le_crf_entry",
+            "order.occurred_le_identified",
+            "order.identified_le_reported",
+            "order.trigger_le_paid",
+            "order.start_le_end",
+        )
+        if set(RULES[rule_id].columns) <= names
+    ]
+    if {"screen_failed_date", "randomized_date"} <= names:
+        checks.append(
+            _expr_check(
+                "exclusive.screen_failed_randomized",
+                lambda _: (
+                    pl.col("screen_failed_date").is_null() | pl.col("randomized_date").is_null()
+                ),
+            )
+        )
+    if {"amount", "credit_note"} <= names:
+        checks.append(
+            _expr_check(
+                "amount.non_negative",
+                lambda _: (pl.col("amount") >= 0) | pl.col("credit_note").fill_null(False),
+            )
+        )
+    return checks
+
+
+def roster_keys(study_ids: Iterable[str], site_ids: Iterable[str]) -> frozenset[str]:
+    """Encode (study, site) pairs the way the roster check compares them."""
+    return frozenset(f"{study}\x1f{site}" for study, site in zip(study_ids, site_ids, strict=True))
+
+
+def _roster_check(feed: Feed, roster: frozenset[str]) -> pa.Check:
+    if feed.roster_reference == "study":
+        key = pl.concat_str([pl.col("study_id"), pl.col("site_id")], separator="\x1f")
+    else:  # "smo": the site may be on any of the SMO's study rosters
+        key = pl.col("site_id")
+        roster = frozenset(k.split("\x1f", 1)[1] for k in roster)
+    values = pl.Series(sorted(roster), dtype=pl.Utf8)
+    return _expr_check("roster.site_known", lambda _: key.is_in(values))
+
+
+def feed_schema(
+    feed: Feed | str,
+    *,
+    delivery_date: dt.date | None = None,
+    roster: frozenset[str] | None = None,
+    unique_within: tuple[str, ...] = (),
+) -> pa.DataFrameSchema:
+    """The contract for one feed.
+
+    `delivery_date` adds "no date after the delivery"; `roster` (from `roster_keys`) adds the
+    site reference rule. Without them the schema holds the intrinsic rules only, which is what
+    the warehouse re-checks on current rows. `unique_within` widens the key (e.g. by smo_id
+    when several SMOs' rows are checked together).
+    """
+    feed = FEEDS[feed] if isinstance(feed, str) else feed
+    columns: dict[str, pa.Column] = {}
+    for col in feed.columns:
+        checks: list[pa.Check] = []
+        if col.enum:
+            checks.append(_in_list("value.enum", col.enum))
+        if col.name == "country":
+            checks.append(_in_list("value.country_iso", ISO_COUNTRIES))
+        if col.name == "currency":
+            checks.append(_in_list("value.currency_iso", ISO_CURRENCIES))
+        if col.name == "fte":
+            checks.append(_expr_check("value.fte_range", lambda c: pl.col(c).is_between(0, 1.5)))
+        if col.name == "holdback_amount":
+            checks.append(_expr_check("value.non_negative", lambda c: pl.col(c) >= 0))
+        if col.dtype == "date" and delivery_date is not None and not col.may_be_future:
+            checks.append(_not_after(delivery_date))
+        columns[col.name] = pa.Column(
+            POLARS_TYPES[col.dtype], checks=checks, nullable=not col.required, required=True
+        )
+    frame_checks = _cross_column_checks(feed)
+    if roster is not None and feed.roster_reference:
+        frame_checks.append(_roster_check(feed, roster))
+    return pa.DataFrameSchema(
+        columns,
+        checks=frame_checks,
+        unique=[*unique_within, *feed.key],
+        name=f"{feed.name}_contract",
+    )
+
+
+def validate(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFrame:
+    """Every failure of `frame` against `schema` at once, as a frame of FAILURE_SCHEMA.
+
+    `row_index` is 0-based in `frame`; `column` is null for rules over several columns.
+    """
+    # Polars frames are validated lazily by pandera; data-level checks only run at this depth.
+    with config_context(validation_depth=ValidationDepth.SCHEMA_AND_DATA):
+        try:
+            schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as errors:
+            return _failures(errors.failure_cases)
+    return pl.DataFrame(schema=FAILURE_SCHEMA)
+
+
+def _failures(cases: pl.DataFrame) -> pl.DataFrame:
+    rule = pl.col("check").replace(PANDERA_BUILTIN_RULES)
+    known = pl.Series(list(RULES), dtype=pl.Utf8)
+    return cases.select(
+        # A dtype or other unexpected schema error is reported as a type problem, never hidden.
+        pl.when(rule.is_in(known)).then(rule).otherwise(pl.lit("value.type")).alias("rule"),
+        pl.when(pl.col("schema_context") == "Column").then(pl.col("column")).alias("column"),
+        pl.col("index").cast(pl.Int64).alias("row_index"),
+    )

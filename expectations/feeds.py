@@ -1,0 +1,219 @@
+"""The six canonical SMO feeds (spec 2.1): columns, types, code lists and keys.
+
+One definition serves the pandera contracts, the raw-table DDL, the profile validator and the
+synthetic generator, so a column added here is known everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DType = Literal["str", "date", "int", "float", "bool"]
+
+SITE_STATUSES = ("PLANNED", "SELECTED", "ACTIVATED", "ENROLLING", "CLOSED", "DROPPED")
+VISIT_STATUSES = ("COMPLETED", "MISSED", "SCHEDULED")
+DEVIATION_SEVERITIES = ("IMPORTANT", "NON_IMPORTANT")
+PAYMENT_ITEM_TYPES = (
+    "STARTUP",
+    "VISIT",
+    "SCREEN_FAIL",
+    "PASS_THROUGH",
+    "CLOSEOUT",
+    "HOLDBACK_RELEASE",
+)
+STAFF_ROLES = ("CRC", "BACKUP_CRC", "SITE_MANAGER")
+
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# ISO 3166-1 alpha-2 (officially assigned) and ISO 4217 active currency codes.
+ISO_COUNTRIES = _codes(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
+    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM
+    DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
+    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN
+    KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ
+    MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM
+    PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV
+    SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
+    VN VU WF WS YE YT ZA ZM ZW
+    """
+)
+ISO_CURRENCIES = _codes(
+    """
+    AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN
+    BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL
+    GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF
+    KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN
+    MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD
+    SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH
+    UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWG
+    """
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: DType = "str"
+    required: bool = False
+    enum: tuple[str, ...] | None = None
+    description: str = ""
+    #: A plan or a deadline (planned visit, planned activation, invoice due date) may lie after
+    #: the delivery date; every other date records something that already happened.
+    may_be_future: bool = False
+
+
+@dataclass(frozen=True)
+class Feed:
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    #: Whether rows carry study_id; feeds without it (staffing) are per SMO, for all studies.
+    per_study: bool = True
+    #: Which roster the feed's site_id must appear in: "study" (same SMO and study), "smo" (any
+    #: study of the same SMO) or None (no site reference).
+    roster_reference: Literal["study", "smo"] | None = None
+    description: str = ""
+    _by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({c.name: c for c in self.columns})
+
+    def column(self, name: str) -> Column:
+        return self._by_name[name]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
+
+    def names_of(self, dtype: DType) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.dtype == dtype)
+
+
+def _key(*names: str) -> tuple[Column, ...]:
+    return tuple(Column(n, required=True) for n in names)
+
+
+FEEDS: dict[str, Feed] = {
+    f.name: f
+    for f in (
+        Feed(
+            "sites",
+            key=("smo_id", "study_id", "site_id"),
+            description="Site roster per SMO and study.",
+            columns=(
+                *_key("smo_id", "study_id", "site_id"),
+                Column("site_name", required=True),
+                Column("country", required=True, description="ISO 3166-1 alpha-2"),
+                Column("status", required=True, enum=SITE_STATUSES),
+                Column("nct_id"),
+                Column("city"),
+                Column("principal_investigator"),
+                Column("selected_date", "date"),
+                Column("irb_approval_date", "date"),
+                Column("contract_executed_date", "date"),
+                Column("activation_date", "date", description="site initiation visit"),
+                Column("closed_date", "date"),
+                Column("target_enrollment", "int"),
+                Column("planned_activation_date", "date", may_be_future=True),
+            ),
+        ),
+        Feed(
+            "subjects",
+            key=("study_id", "site_id", "subject_id"),
+            roster_reference="study",
+            description="Subject status dates; subject ids are study pseudonyms.",
+            columns=(
+                Column("smo_id", required=True),
+                *_key("study_id", "site_id", "subject_id"),
+                Column("screened_date", "date", required=True),
+                Column("consent_date", "date"),
+                Column("screen_failed_date", "date"),
+                Column("screen_fail_reason"),
+                Column("randomized_date", "date"),
+                Column("discontinued_date", "date"),
+                Column("discontinuation_reason"),
+                Column("completed_date", "date"),
+            ),
+        ),
+        Feed(
+            "visits",
+            key=("study_id", "subject_id", "visit_id"),
+            description="Subject visits with planned, actual and eCRF entry dates.",
+            columns=(
+                Column("smo_id", required=True),
+                *_key("study_id", "subject_id", "visit_id"),
+                Column("visit_name", required=True),
+                Column("status", required=True, enum=VISIT_STATUSES),
+                Column("planned_date", "date", may_be_future=True),
+                Column("actual_date", "date"),
+                Column("crf_entry_date", "date"),
+            ),
+        ),
+        Feed(
+            "deviations",
+            key=("study_id", "deviation_id"),
+            roster_reference="study",
+            description="Protocol deviations.",
+            columns=(
+                Column("smo_id", required=True),
+                *_key("study_id", "deviation_id"),
+                Column("site_id", required=True),
+                Column("category", required=True),
+                Column("severity", required=True, enum=DEVIATION_SEVERITIES),
+                Column("occurred_date", "date", required=True),
+                Column("subject_id"),
+                Column("term"),
+                Column("identified_date", "date"),
+                Column("reported_date", "date"),
+                Column("closed_date", "date"),
+            ),
+        ),
+        Feed(
+            "payments",
+            key=("study_id", "payment_line_id"),
+            roster_reference="study",
+            description="Site payment lines.",
+            columns=(
+                Column("smo_id", required=True),
+                *_key("study_id", "payment_line_id"),
+                Column("site_id", required=True),
+                Column("item_type", required=True, enum=PAYMENT_ITEM_TYPES),
+                Column("amount", "float", required=True),
+                Column("currency", required=True, description="ISO 4217"),
+                Column("trigger_date", "date", description="the earning event"),
+                Column("invoice_date", "date"),
+                Column("due_date", "date", may_be_future=True),
+                Column("paid_date", "date"),
+                Column("holdback_amount", "float"),
+                Column("credit_note", "bool", description="true allows a negative amount"),
+            ),
+        ),
+        Feed(
+            "staffing",
+            key=("smo_id", "site_id", "crc_id", "start_date"),
+            per_study=False,
+            roster_reference="smo",
+            description="CRC and site-manager assignments per site.",
+            columns=(
+                *_key("smo_id", "site_id", "crc_id"),
+                Column("start_date", "date", required=True),
+                Column("role", required=True, enum=STAFF_ROLES),
+                Column("end_date", "date"),
+                Column("fte", "float"),
+            ),
+        ),
+    )
+}
+
+#: Feeds whose rows reference sites are loaded after the roster in the same batch.
+FEED_LOAD_ORDER = ("sites", "subjects", "visits", "deviations", "payments", "staffing")

@@ -1,0 +1,143 @@
+"""`smo-oversight` command line: onboarding checks and synthetic data.
+
+    smo-oversight check-delivery --smo SMO_ID FILE...   dry run of the delivery gate
+    smo-oversight generate --scale demo --weeks 8 --seed 7 --out DIR
+
+check-delivery exits 0 when every file would be accepted, 1 when any would be rejected and 2
+for usage or profile errors. It runs the pipeline's own gate (`ingest.gate.check_delivery`);
+the site roster comes from the warehouse when it can be read, plus any roster file given in
+the same call, as in a pipeline batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from expectations.contracts import roster_keys
+from ingest.settings import load_settings
+
+
+def _roster_from_warehouse(warehouse: Path, smo_id: str) -> tuple[frozenset[str] | None, str]:
+    if not warehouse.exists():
+        return (
+            None,
+            f"no warehouse at {warehouse}: site references are checked only against rosters given here",
+        )
+    import duckdb
+
+    from ingest import warehouse as wh
+
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            return wh.current_roster(con, smo_id), f"roster from {warehouse}"
+    except duckdb.Error as exc:
+        return (
+            None,
+            f"warehouse not readable ({str(exc).splitlines()[0]}); roster from files given here only",
+        )
+
+
+def check_delivery_command(args: argparse.Namespace) -> int:
+    from ingest.gate import check_delivery
+    from ingest.profiles import ProfileError, load_profile
+    from ingest.report import report_markdown
+
+    settings = load_settings()
+    profile_path = (
+        Path(args.profile) if args.profile else settings.profiles_dir / f"{args.smo}.yaml"
+    )
+    try:
+        profile = load_profile(profile_path)
+    except ProfileError as exc:
+        print(f"profile error: {exc}", file=sys.stderr)
+        return 2
+    if profile.smo_id != args.smo:
+        print(
+            f"profile error: {profile_path} is for {profile.smo_id}, not {args.smo}",
+            file=sys.stderr,
+        )
+        return 2
+    paths = [Path(f) for f in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"usage error: not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    roster, source = _roster_from_warehouse(settings.warehouse_path, profile.smo_id)
+    print(f"# {profile.smo_id}: profile {profile_path} (version {profile.version}); {source}\n")
+    # Rosters first, as in a pipeline batch: a roster accepted here counts for later files.
+    ordered = sorted(
+        paths, key=lambda p: 0 if (m := profile.feed_for(p.name)) and m[0].feed == "sites" else 1
+    )
+    received = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rejected = 0
+    for path in ordered:
+        result = check_delivery(path, profile, received_at=received, roster=roster)
+        print(report_markdown(result))
+        if not result.accepted:
+            rejected += 1
+        elif result.feed == "sites" and result.frame is not None:
+            keys = roster_keys(result.frame["study_id"], result.frame["site_id"])
+            roster = keys | (roster or frozenset())
+    verdict = f"{len(paths) - rejected} of {len(paths)} file(s) would be accepted"
+    print(verdict + ("." if not rejected else f"; {rejected} rejected."))
+    return 1 if rejected else 0
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    from synthetic.generate import DEFAULT_END, file_counts, generate
+
+    scale = args.scale if args.scale in ("demo", "large") else float(args.scale)
+    end = dt.date.fromisoformat(args.end_date) if args.end_date else DEFAULT_END
+    truth = generate(Path(args.out), scale=scale, weeks=args.weeks, seed=args.seed, end=end)
+    counts = file_counts(Path(args.out))
+    print(
+        f"Generated {sum(counts.values())} delivery files for {len(counts)} SMOs into {args.out}/inbox"
+    )
+    print(f"  deliveries: {truth['delivery_dates'][0]} .. {truth['delivery_dates'][-1]} (weekly)")
+    print(
+        f"  planted sites: {len(truth['planted_sites'])}, retroactive edits: {len(truth['retroactive_edits'])}"
+    )
+    print(f"  ground truth: {args.out}/ground_truth.json; profiles: {args.out}/profiles/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smo-oversight", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check-delivery", help="dry-run the delivery gate on files")
+    check.add_argument("--smo", required=True, help="SMO id (the profile's smo_id)")
+    check.add_argument("--profile", help="profile YAML (default: $SMO_PROFILES_DIR/<SMO>.yaml)")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.set_defaults(func=check_delivery_command)
+    gen = sub.add_parser("generate", help="write a synthetic SMO portfolio")
+    gen.add_argument(
+        "--scale", default="demo", help="demo, large, or a multiplier of demo (e.g. 4)"
+    )
+    gen.add_argument("--weeks", type=int, default=8, help="weekly deliveries per SMO")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument(
+        "--end-date", help="last delivery date, YYYY-MM-DD (default: fixed 2026-11-16)"
+    )
+    gen.add_argument("--out", required=True, help="output folder")
+    gen.set_defaults(func=generate_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

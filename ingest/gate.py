@@ -1,0 +1,370 @@
+"""The delivery gate: one SMO file -> a typed canonical frame, or every reason it is refused.
+
+Steps: match the file to a feed by name, read it as text, map headers (profile), check the
+header, map codes, parse dates and numbers with the declared formats, then validate the
+contract (pandera). A file is accepted only with zero problems; there is no partial load.
+The same function serves the pipeline and `smo-oversight check-delivery`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from expectations.contracts import FAILURE_SCHEMA, RULES, feed_schema, validate
+from expectations.feeds import FEEDS, Feed
+from expectations.identifiers import direct_identifier_kind
+from ingest.profiles import EXCEL_SERIAL, FeedProfile, Profile
+from ingest.readers import DeliveryFileError, RawFrame, read_delivery
+
+#: Examples kept per (rule, column) in a report; totals are always complete.
+EXAMPLES_PER_RULE = 20
+EXCEL_EPOCH = dt.date(1899, 12, 30)
+TRUE_WORDS = ("true", "yes", "y", "1", "si", "sí", "oui", "ja", "是", "はい")
+FALSE_WORDS = ("false", "no", "n", "0", "non", "nein", "否", "いいえ")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a file is refused. `row` is the row number as a spreadsheet shows it."""
+
+    rule: str
+    message: str
+    column: str | None = None
+    row: int | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class RuleTotal:
+    rule: str
+    column: str | None
+    count: int
+
+
+@dataclass
+class GateResult:
+    path: Path
+    smo_id: str
+    profile_version: str
+    sha256: str
+    size_bytes: int
+    feed: str | None = None
+    study_id: str | None = None  # the file's study when the feed is study-scoped
+    delivery_date: dt.date | None = None
+    studies: list[str] = field(default_factory=list)
+    row_count: int = 0
+    frame: pl.DataFrame | None = None  # canonical columns + _source_row; only when accepted
+    problems: list[Problem] = field(default_factory=list)  # capped per rule
+    totals: list[RuleTotal] = field(default_factory=list)  # complete counts per rule
+
+    @property
+    def accepted(self) -> bool:
+        return not self.totals
+
+    @property
+    def error_count(self) -> int:
+        return sum(t.count for t in self.totals)
+
+    def add(self, problem: Problem) -> None:
+        self.problems.append(problem)
+        for i, total in enumerate(self.totals):
+            if (total.rule, total.column) == (problem.rule, problem.column):
+                self.totals[i] = RuleTotal(total.rule, total.column, total.count + 1)
+                return
+        self.totals.append(RuleTotal(problem.rule, problem.column, 1))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_delivery(
+    path: Path,
+    profile: Profile,
+    *,
+    received_at: dt.datetime,
+    roster: frozenset[str] | None,
+    sha256: str | None = None,
+) -> GateResult:
+    """Apply the SMO's profile and the feed contract to one file.
+
+    `roster` holds the SMO's current (study, site) keys (`expectations.contracts.roster_keys`),
+    including rosters accepted earlier in the same batch; None skips the site reference rule.
+    """
+    path = Path(path)
+    result = GateResult(
+        path=path,
+        smo_id=profile.smo_id,
+        profile_version=profile.version,
+        sha256=sha256 or file_sha256(path),
+        size_bytes=path.stat().st_size,
+    )
+    matched = profile.feed_for(path.name)
+    if matched is None:
+        patterns = ", ".join(f"{f.feed}: {f.file_pattern}" for f in profile.feeds.values())
+        result.add(
+            Problem(
+                "file.name_unrecognized",
+                f"'{path.name}' matches no file pattern of profile {profile.smo_id} ({patterns}).",
+            )
+        )
+        return result
+    feed_profile, fields = matched
+    feed = FEEDS[feed_profile.feed]
+    result.feed = feed.name
+    result.study_id = fields.get("study_id")
+    try:
+        file_date = profile.parse_delivery_date(feed_profile, fields)
+    except ValueError:
+        result.add(
+            Problem(
+                "file.name_unrecognized",
+                f"The delivery date in '{path.name}' is not a real date "
+                f"(pattern {feed_profile.file_pattern}).",
+            )
+        )
+        return result
+    result.delivery_date = file_date or received_at.date()
+
+    try:
+        raw = read_delivery(path, feed_profile.file)
+    except DeliveryFileError as exc:
+        result.add(Problem(exc.rule, exc.message, row=exc.row))
+        return result
+    result.row_count = raw.frame.height
+
+    renames = _check_header(raw, feed_profile, feed, result)
+    if renames is None:
+        return result
+    typed, parse_failures = _to_canonical(raw, renames, feed_profile, feed, result.study_id)
+    failures = [parse_failures]
+    if result.study_id is not None and "study_id" in renames.values():
+        failures.append(_study_mismatch(typed, result.study_id))
+    schema = feed_schema(feed, delivery_date=result.delivery_date, roster=roster)
+    contract_failures = validate(typed, schema)
+    # A value that did not parse is reported once (as value.type), not again as missing.
+    contract_failures = contract_failures.join(
+        parse_failures.select("column", "row_index"), on=["column", "row_index"], how="anti"
+    )
+    failures.append(contract_failures)
+    _record_failures(pl.concat(failures), raw, renames, typed, feed_profile, result)
+    if result.accepted:
+        result.frame = typed.with_columns(
+            (pl.int_range(pl.len(), dtype=pl.Int32) + raw.first_data_row).alias("_source_row")
+        )
+        if feed.per_study:
+            result.studies = sorted(typed.get_column("study_id").unique().to_list())
+    return result
+
+
+def _check_header(
+    raw: RawFrame, feed_profile: FeedProfile, feed: Feed, result: GateResult
+) -> dict[str, str] | None:
+    """Source column -> canonical column, or None when the header makes values unreadable."""
+    renames: dict[str, str] = {}
+    for source in raw.frame.columns:
+        kind = direct_identifier_kind(source)
+        if kind is not None:
+            result.add(
+                Problem(
+                    "column.direct_identifier",
+                    f"Column '{source}' looks like a direct identifier ({kind}); deliveries must "
+                    "carry study pseudonyms only. Ask the SMO to remove the column.",
+                    column=source,
+                )
+            )
+            continue
+        target = feed_profile.columns.get(source)
+        if target is None and source in feed.column_names:
+            target = source  # already canonical
+        if target is None:
+            if source not in feed_profile.drop:
+                result.add(
+                    Problem(
+                        "column.unmapped",
+                        f"Column '{source}' is not mapped to a {feed.name} column and not listed "
+                        "under drop in the profile.",
+                        column=source,
+                    )
+                )
+            continue
+        if target in renames.values():
+            first = next(s for s, t in renames.items() if t == target)
+            result.add(
+                Problem(
+                    "column.duplicate",
+                    f"Columns '{first}' and '{source}' both map to '{target}'.",
+                    column=source,
+                )
+            )
+            continue
+        renames[source] = target
+    present = set(renames.values()) | set(feed_profile.constants)
+    if result.study_id is not None:
+        present.add("study_id")
+    missing = [c for c in feed.required if c not in present]
+    for column in missing:
+        sources = [s for s, t in feed_profile.columns.items() if t == column]
+        expected = f" (the profile expects '{sources[0]}')" if sources else ""
+        result.add(
+            Problem(
+                "column.missing",
+                f"Required column '{column}' is not in the file{expected}. "
+                f"File columns: {raw.frame.columns}.",
+                column=column,
+            )
+        )
+    return None if missing else renames
+
+
+def _parse(expr: pl.Expr, dtype: str, feed_profile: FeedProfile, column: str) -> pl.Expr:
+    if dtype == "date":
+        fmt = feed_profile.date_formats[column]
+        if fmt == EXCEL_SERIAL:
+            days = expr.str.replace(r"\.0+$", "").str.to_integer(strict=False)
+            return (pl.lit(EXCEL_EPOCH) + pl.duration(days=days)).cast(pl.Date)
+        return expr.str.to_date(fmt, strict=False)
+    if dtype == "int":
+        return expr.str.replace(r"\.0+$", "").str.to_integer(strict=False)
+    if dtype == "float":
+        if feed_profile.file.decimal_comma:
+            expr = expr.str.replace_all(r"[.\s]", "").str.replace(",", ".", literal=True)
+        return expr.str.replace_all(r"\s", "").cast(pl.Float64, strict=False)
+    if dtype == "bool":
+        lowered = expr.str.to_lowercase()
+        return (
+            pl.when(lowered.is_in(TRUE_WORDS))
+            .then(True)
+            .when(lowered.is_in(FALSE_WORDS))
+            .then(False)
+            .otherwise(None)
+        )
+    return expr
+
+
+def _to_canonical(
+    raw: RawFrame,
+    renames: dict[str, str],
+    feed_profile: FeedProfile,
+    feed: Feed,
+    file_study: str | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The typed canonical frame, plus one failure row per value that did not parse."""
+    source_of = {target: source for source, target in renames.items()}
+    exprs, parse_checks = [], []
+    for col in feed.columns:
+        if col.name in source_of:
+            text = pl.col(source_of[col.name])
+            codes = feed_profile.codes.get(col.name)
+            if codes:
+                text = text.replace(codes)
+        elif col.name in feed_profile.constants:
+            text = pl.lit(feed_profile.constants[col.name], dtype=pl.Utf8)
+        elif col.name == "study_id" and file_study is not None:
+            text = pl.lit(file_study, dtype=pl.Utf8)
+        else:
+            text = pl.lit(None, dtype=pl.Utf8)
+        value = _parse(text, col.dtype, feed_profile, col.name)
+        exprs.append(value.alias(col.name))
+        if col.dtype != "str" and col.name in source_of:
+            parse_checks.append(
+                pl.when(text.is_not_null() & value.is_null()).then(pl.lit(col.name)).alias(col.name)
+            )
+    typed = raw.frame.select(exprs)
+    if not parse_checks:
+        return typed, pl.DataFrame(schema=FAILURE_SCHEMA)
+    failed = (
+        raw.frame.select(parse_checks)
+        .with_row_index("row_index")
+        .unpivot(index="row_index", variable_name="column", value_name="failed")
+        .filter(pl.col("failed").is_not_null())
+        .select(
+            pl.lit("value.type").alias("rule"),
+            pl.col("column"),
+            pl.col("row_index").cast(pl.Int64),
+        )
+    )
+    return typed, failed
+
+
+def _study_mismatch(typed: pl.DataFrame, study_id: str) -> pl.DataFrame:
+    return (
+        typed.select((pl.col("study_id") != study_id).alias("bad"))
+        .with_row_index("row_index")
+        .filter(pl.col("bad"))
+        .select(
+            pl.lit("file.study_mismatch").alias("rule"),
+            pl.lit("study_id").alias("column"),
+            pl.col("row_index").cast(pl.Int64),
+        )
+    )
+
+
+def _record_failures(
+    failures: pl.DataFrame,
+    raw: RawFrame,
+    renames: dict[str, str],
+    typed: pl.DataFrame,
+    feed_profile: FeedProfile,
+    result: GateResult,
+) -> None:
+    """Totals per rule and column, and the first examples of each with the offending value."""
+    if failures.height == 0:
+        return
+    source_of = {target: source for source, target in renames.items()}
+    totals = (
+        failures.group_by("rule", "column", maintain_order=True)
+        .len()
+        .sort("rule", "column", nulls_last=True)
+    )
+    examples = (
+        failures.sort("row_index")
+        .group_by("rule", "column", maintain_order=True)
+        .head(EXAMPLES_PER_RULE)
+    )
+    for rule, column, count in totals.iter_rows():
+        result.totals.append(RuleTotal(rule, column, count))
+    for rule, column, row_index in examples.iter_rows():
+        row = raw.first_data_row + row_index
+        if column is not None:
+            source = source_of.get(column)
+            value = raw.frame[row_index, source] if source else typed[row_index, column]
+            label = f"{column} (file column '{source}')" if source and source != column else column
+            message = _value_message(rule, label, value, column, feed_profile, result)
+        else:
+            shown = RULES[rule].columns or tuple(FEEDS[result.feed].key)
+            value = ", ".join(f"{c}={typed[row_index, c]}" for c in shown if c in typed.columns)
+            message = RULES[rule].description
+        result.problems.append(
+            Problem(
+                rule, message, column=column, row=row, value=None if value is None else str(value)
+            )
+        )
+
+
+def _value_message(
+    rule: str, label: str, value, column: str, feed_profile: FeedProfile, result: GateResult
+) -> str:
+    if rule == "value.type":
+        dtype = FEEDS[result.feed].column(column).dtype
+        if dtype == "date":
+            fmt = feed_profile.date_formats[column]
+            return f"{label}: '{value}' is not a date in the declared format {fmt}"
+        return f"{label}: '{value}' is not a valid {dtype}"
+    if rule == "value.enum":
+        allowed = ", ".join(FEEDS[result.feed].column(column).enum or ())
+        return f"{label}: '{value}' is not one of {allowed} (add a code mapping in the profile?)"
+    if rule == "date.not_after_delivery":
+        return f"{label}: {value} is after the delivery date {result.delivery_date}"
+    if rule == "value.required":
+        return f"{label}: empty, but the column is required"
+    return f"{label}: {RULES[rule].description}"

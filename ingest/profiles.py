@@ -1,0 +1,348 @@
+"""SMO profiles: one YAML file per SMO that maps its exports onto the canonical feeds.
+
+A profile is reviewed like code and validated when loaded; any mistake is a `ProfileError`
+naming the file and the key path (`feeds.subjects.date_formats.screened_dte`), never a
+traceback. Format reference: docs/profiles.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from expectations.feeds import FEEDS
+
+FileType = Literal["csv", "xlsx", "xport"]
+Scope = Literal["study", "all_studies"]
+
+EXCEL_SERIAL = "excel_serial"
+#: Date formats a profile may declare (strftime syntax, plus Excel serial day numbers).
+DATE_FORMAT_EXAMPLES = {
+    "%Y-%m-%d": "2024-03-05",
+    "%d/%m/%Y": "05/03/2024",
+    "%m/%d/%Y": "03/05/2024",
+    "%d-%b-%Y": "5-Mar-2024",
+    "%d.%m.%Y": "05.03.2024",
+    "%Y/%m/%d": "2024/03/05",
+    "%Y%m%d": "20240305",
+    EXCEL_SERIAL: "45356",
+}
+KNOWN_ENCODINGS = {"utf-8", "utf-8-sig", "cp1252", "latin-1", "utf-16", "shift_jis", "gb18030"}
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the file and the key."""
+
+    def __init__(self, path: Path | str, key: str, problem: str):
+        self.path, self.key, self.problem = str(path), key, problem
+        super().__init__(f"{path}: {key}: {problem}")
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    type: FileType = "csv"
+    delimiter: str = ","
+    quote: str = '"'
+    encoding: str = "utf-8"
+    decimal_comma: bool = False
+    sheet: str | None = None
+    #: 1-based row number of the header in a workbook (rows above it are a title block).
+    header_row: int = 1
+
+
+@dataclass(frozen=True)
+class FeedProfile:
+    feed: str
+    file_pattern: str
+    scope: Scope
+    file: FileOptions
+    columns: dict[str, str]
+    date_formats: dict[str, str]
+    codes: dict[str, dict[str, str]]
+    constants: dict[str, str]
+    drop: frozenset[str]
+    _regex: re.Pattern[str] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+
+    def match(self, file_name: str) -> dict[str, str] | None:
+        """Fields captured from a matching file name (study_id, delivery_date), else None."""
+        m = self._regex.fullmatch(file_name)
+        return None if m is None else {k: v for k, v in m.groupdict().items() if v is not None}
+
+    @property
+    def delivery_date_format(self) -> str | None:
+        m = re.search(r"\{delivery_date:([^}]+)\}", self.file_pattern)
+        return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class Profile:
+    smo_id: str
+    version: str
+    description: str
+    feeds: dict[str, FeedProfile]
+    path: Path
+
+    def feed_for(self, file_name: str) -> tuple[FeedProfile, dict[str, str]] | None:
+        for feed_profile in self.feeds.values():
+            fields = feed_profile.match(file_name)
+            if fields is not None:
+                return feed_profile, fields
+        return None
+
+    def parse_delivery_date(
+        self, feed_profile: FeedProfile, fields: dict[str, str]
+    ) -> dt.date | None:
+        raw = fields.get("delivery_date")
+        if raw is None:
+            return None
+        return dt.datetime.strptime(raw, feed_profile.delivery_date_format).date()
+
+
+_STRFTIME_REGEX = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%H": r"\d{2}", "%M": r"\d{2}"}
+
+
+def _pattern_regex(pattern: str, where: str, path: Path) -> re.Pattern[str]:
+    """`sites_{study_id}_{delivery_date:%Y%m%d}.csv` -> a regex; `*` matches anything."""
+    out, pos = [], 0
+    for m in re.finditer(r"\{(\w+)(?::([^}]+))?\}|\*", pattern):
+        out.append(re.escape(pattern[pos : m.start()]))
+        pos = m.end()
+        if m.group(0) == "*":
+            out.append(".*?")
+            continue
+        name, fmt = m.group(1), m.group(2)
+        if name == "study_id":
+            out.append(r"(?P<study_id>[A-Za-z0-9][A-Za-z0-9._-]*?)")
+        elif name == "delivery_date":
+            if not fmt:
+                raise ProfileError(
+                    path, where, "{delivery_date} needs a format, e.g. {delivery_date:%Y%m%d}"
+                )
+            body = "".join(
+                _STRFTIME_REGEX.get(tok, re.escape(tok)) for tok in re.findall(r"%\w|[^%]+", fmt)
+            )
+            out.append(f"(?P<delivery_date>{body})")
+        else:
+            raise ProfileError(
+                path, where, f"unknown placeholder {{{name}}} (use study_id, delivery_date)"
+            )
+    out.append(re.escape(pattern[pos:]))
+    return re.compile("".join(out), re.IGNORECASE)
+
+
+def _mapping(value: Any, path: Path, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProfileError(path, where, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _check_keys(value: dict, allowed: set[str], path: Path, where: str) -> None:
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ProfileError(
+            path, f"{prefix}{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _file_options(raw: dict, base: FileOptions, path: Path, where: str) -> FileOptions:
+    _check_keys(raw, set(FileOptions.__dataclass_fields__), path, where)
+    opts = FileOptions(**{**base.__dict__, **raw})
+    if opts.type not in ("csv", "xlsx", "xport"):
+        raise ProfileError(path, f"{where}.type", f"'{opts.type}' is not one of csv, xlsx, xport")
+    if opts.encoding.lower() not in KNOWN_ENCODINGS:
+        raise ProfileError(
+            path, f"{where}.encoding", f"'{opts.encoding}' is not one of {sorted(KNOWN_ENCODINGS)}"
+        )
+    if opts.type == "csv" and len(opts.delimiter) != 1:
+        raise ProfileError(path, f"{where}.delimiter", "must be a single character")
+    if not isinstance(opts.header_row, int) or opts.header_row < 1:
+        raise ProfileError(path, f"{where}.header_row", "must be a row number >= 1")
+    return opts
+
+
+def _check_date_format(fmt: Any, path: Path, where: str) -> str:
+    if fmt == EXCEL_SERIAL:
+        return fmt
+    if not isinstance(fmt, str) or "%" not in fmt:
+        raise ProfileError(
+            path, where, f"'{fmt}' is not a date format (e.g. %d/%m/%Y or {EXCEL_SERIAL})"
+        )
+    try:
+        dt.date(2024, 3, 5).strftime(fmt)
+    except ValueError as exc:
+        raise ProfileError(path, where, f"'{fmt}' is not a valid date format: {exc}") from None
+    return fmt
+
+
+FEED_KEYS = {
+    "file_pattern",
+    "scope",
+    "file",
+    "columns",
+    "date_format",
+    "date_formats",
+    "codes",
+    "constants",
+    "drop",
+}
+TOP_KEYS = {"smo_id", "profile_version", "description", "file", "date_format", "feeds"}
+
+
+def _feed_profile(
+    name: str, raw: dict, base_file: FileOptions, base_date: str | None, smo_id: str, path: Path
+) -> FeedProfile:
+    where = f"feeds.{name}"
+    if name not in FEEDS:
+        raise ProfileError(path, where, f"unknown feed (known: {', '.join(FEEDS)})")
+    feed = FEEDS[name]
+    _check_keys(raw, FEED_KEYS, path, where)
+    pattern = raw.get("file_pattern")
+    if not isinstance(pattern, str) or not pattern:
+        raise ProfileError(
+            path, f"{where}.file_pattern", "required: the file name pattern of this feed"
+        )
+    scope = raw.get("scope", "all_studies" if not feed.per_study else None)
+    if scope not in ("study", "all_studies"):
+        raise ProfileError(
+            path, f"{where}.scope", "required: 'study' (one study per file) or 'all_studies'"
+        )
+    if scope == "study" and "{study_id}" not in pattern:
+        raise ProfileError(
+            path, f"{where}.file_pattern", "a study-scoped feed needs {study_id} in its pattern"
+        )
+    regex = _pattern_regex(pattern, f"{where}.file_pattern", path)
+    file_opts = _file_options(
+        _mapping(raw.get("file"), path, f"{where}.file"), base_file, path, f"{where}.file"
+    )
+    if file_opts.type == "xlsx" and not file_opts.sheet:
+        raise ProfileError(path, f"{where}.file.sheet", "an xlsx feed must name its sheet")
+
+    columns = {str(k): v for k, v in _mapping(raw.get("columns"), path, f"{where}.columns").items()}
+    for source, target in columns.items():
+        if target not in feed.column_names:
+            raise ProfileError(
+                path, f"{where}.columns.{source}", f"'{target}' is not a column of feed {name}"
+            )
+    constants = {
+        k: str(v) for k, v in _mapping(raw.get("constants"), path, f"{where}.constants").items()
+    }
+    constants.setdefault("smo_id", smo_id)
+    for target in constants:
+        if target not in feed.column_names:
+            raise ProfileError(
+                path, f"{where}.constants.{target}", f"'{target}' is not a column of feed {name}"
+            )
+
+    default_date = raw.get("date_format", base_date)
+    date_formats: dict[str, str] = {}
+    declared = _mapping(raw.get("date_formats"), path, f"{where}.date_formats")
+    for col in declared:
+        if col not in feed.names_of("date"):
+            raise ProfileError(
+                path, f"{where}.date_formats.{col}", f"'{col}' is not a date column of feed {name}"
+            )
+    for col in feed.names_of("date"):
+        fmt = declared.get(col, default_date)
+        if fmt is None:
+            if col in columns.values():
+                raise ProfileError(
+                    path, f"{where}.date_formats.{col}", "no date format declared (set date_format)"
+                )
+            continue
+        date_formats[col] = _check_date_format(fmt, path, f"{where}.date_formats.{col}")
+
+    codes: dict[str, dict[str, str]] = {}
+    for col, table in _mapping(raw.get("codes"), path, f"{where}.codes").items():
+        if col not in feed.column_names:
+            raise ProfileError(
+                path, f"{where}.codes.{col}", f"'{col}' is not a column of feed {name}"
+            )
+        table = _mapping(table, path, f"{where}.codes.{col}")
+        allowed = feed.column(col).enum
+        for source_code, target in table.items():
+            if allowed and target not in allowed:
+                raise ProfileError(
+                    path,
+                    f"{where}.codes.{col}.{source_code}",
+                    f"'{target}' is not one of {', '.join(allowed)}",
+                )
+        codes[col] = {str(k): str(v) for k, v in table.items()}
+
+    drop = raw.get("drop") or []
+    if not isinstance(drop, list):
+        raise ProfileError(path, f"{where}.drop", "expected a list of column names")
+    return FeedProfile(
+        feed=name,
+        file_pattern=pattern,
+        scope=scope,
+        file=file_opts,
+        columns=columns,
+        date_formats=date_formats,
+        codes=codes,
+        constants=constants,
+        drop=frozenset(str(d) for d in drop),
+        _regex=regex,
+    )
+
+
+def load_profile(path: Path | str) -> Profile:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(path, "(file)", "profile not found") from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(path, "(yaml)", f"not valid YAML: {exc}") from None
+    raw = _mapping(raw, path, "(top level)")
+    _check_keys(raw, TOP_KEYS, path, "")
+    smo_id = raw.get("smo_id")
+    if not isinstance(smo_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", smo_id):
+        raise ProfileError(path, "smo_id", "required: letters, digits, '-' or '_'")
+    version = raw.get("profile_version")
+    if version is None:
+        raise ProfileError(
+            path, "profile_version", "required: bump it whenever the profile changes"
+        )
+    base_file = _file_options(_mapping(raw.get("file"), path, "file"), FileOptions(), path, "file")
+    base_date = raw.get("date_format")
+    if base_date is not None:
+        base_date = _check_date_format(base_date, path, "date_format")
+    feeds_raw = _mapping(raw.get("feeds"), path, "feeds")
+    if not feeds_raw:
+        raise ProfileError(path, "feeds", "required: at least one feed")
+    feeds = {
+        name: _feed_profile(
+            name, _mapping(body, path, f"feeds.{name}"), base_file, base_date, smo_id, path
+        )
+        for name, body in feeds_raw.items()
+    }
+    return Profile(
+        smo_id=smo_id,
+        version=str(version),
+        description=str(raw.get("description", "")),
+        feeds=feeds,
+        path=path,
+    )
+
+
+def load_profiles(directory: Path) -> dict[str, Profile]:
+    """Every `*.yaml` profile in a folder, keyed by smo_id (which must be unique)."""
+    profiles: dict[str, Profile] = {}
+    for path in sorted(Path(directory).glob("*.y*ml")):
+        profile = load_profile(path)
+        if profile.smo_id in profiles:
+            raise ProfileError(
+                path,
+                "smo_id",
+                f"'{profile.smo_id}' is also used by {profiles[profile.smo_id].path}",
+            )
+        profiles[profile.smo_id] = profile
+    return profiles

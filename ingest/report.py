@@ -1,0 +1,102 @@
+"""Rejection reports: the same content as JSON (for tools) and Markdown (for people)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from expectations.contracts import RULES
+from ingest.gate import EXAMPLES_PER_RULE, GateResult
+
+
+def report_dict(result: GateResult) -> dict:
+    return {
+        "file": result.path.name,
+        "smo_id": result.smo_id,
+        "feed": result.feed,
+        "study_id": result.study_id,
+        "delivery_date": result.delivery_date.isoformat() if result.delivery_date else None,
+        "sha256": result.sha256,
+        "profile_version": result.profile_version,
+        "status": "ACCEPTED" if result.accepted else "REJECTED",
+        "rows_read": result.row_count,
+        "error_count": result.error_count,
+        "examples_per_rule": EXAMPLES_PER_RULE,
+        "totals": [
+            {
+                "rule": t.rule,
+                "column": t.column,
+                "count": t.count,
+                "description": RULES[t.rule].description,
+            }
+            for t in result.totals
+        ],
+        "failures": [
+            {
+                "file": result.path.name,
+                "row": p.row,
+                "column": p.column,
+                "rule": p.rule,
+                "value": p.value,
+                "message": p.message,
+            }
+            for p in result.problems
+        ],
+    }
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def report_markdown(result: GateResult) -> str:
+    data = report_dict(result)
+    lines = [
+        f"# Delivery {data['status'].lower()}: `{data['file']}`",
+        "",
+        f"- SMO: **{data['smo_id']}**, feed: **{data['feed'] or 'unknown'}**"
+        + (f", study: **{data['study_id']}**" if data["study_id"] else ""),
+        f"- delivery date: {data['delivery_date'] or 'unknown'}; rows read: {data['rows_read']:,}",
+        f"- profile version: {data['profile_version']}; sha256: `{data['sha256']}`",
+        f"- problems: **{data['error_count']:,}**",
+    ]
+    if data["status"] == "REJECTED":
+        lines += [
+            "",
+            "The whole file was refused and nothing from it was loaded; the SMO's previous "
+            "accepted snapshot stays current. Fix the file (or the profile, if the file is "
+            "right) and put it back in the inbox.",
+        ]
+    if data["totals"]:
+        lines += ["", "## Problems per rule", "", "| rule | column | count | what it means |"]
+        lines += ["|---|---|---:|---|"]
+        lines += [
+            f"| `{t['rule']}` | {_cell(t['column'])} | {t['count']:,} | {_cell(t['description'])} |"
+            for t in data["totals"]
+        ]
+        lines += [
+            "",
+            f"## Failures (first {EXAMPLES_PER_RULE} per rule and column)",
+            "",
+            "Row numbers are as a spreadsheet shows them (the header is its own row).",
+            "",
+            "| row | column | rule | value | message |",
+            "|---:|---|---|---|---|",
+        ]
+        lines += [
+            f"| {_cell(f['row'])} | {_cell(f['column'])} | `{f['rule']}` | {_cell(f['value'])} "
+            f"| {_cell(f['message'])} |"
+            for f in data["failures"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(result: GateResult, stem: Path) -> tuple[Path, Path]:
+    """Write `<stem>.report.json` and `<stem>.report.md`; return both paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    json_path = stem.with_name(stem.name + ".report.json")
+    md_path = stem.with_name(stem.name + ".report.md")
+    json_path.write_text(json.dumps(report_dict(result), indent=2, ensure_ascii=False) + "\n")
+    md_path.write_text(report_markdown(result), encoding="utf-8")
+    return json_path, md_path

@@ -1,0 +1,235 @@
+"""Warehouse side of ingest: raw tables, the delivery ledger and which snapshot is current.
+
+A delivery is a full snapshot of one feed for the studies it covers. Every accepted delivery's
+rows are kept in `raw.<feed>` (history); `ops.current_deliveries` names, per (SMO, feed,
+study), the delivery whose rows are current: the one with the latest delivery date (ties go to
+the later arrival). Loading one delivery is one transaction, so a crash leaves nothing of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+from expectations.contracts import roster_keys
+from expectations.feeds import FEEDS, Feed
+from ingest.gate import GateResult
+
+#: Study key used in `ops.current_deliveries` for feeds that are not per study (staffing).
+ALL_STUDIES = "*"
+
+SQL_TYPES = {
+    "str": "VARCHAR",
+    "date": "DATE",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+}
+
+LEDGER_DDL = """
+create table if not exists ops.deliveries (
+    delivery_id     bigint primary key,
+    smo_id          varchar not null,
+    feed            varchar,
+    study_id        varchar,        -- the file's study; null when it covers several
+    studies         varchar[],      -- every study the snapshot covers
+    file_name       varchar not null,
+    sha256          varchar not null,
+    size_bytes      bigint not null,
+    delivery_date   date,
+    received_at     timestamp not null,
+    processed_at    timestamp not null,
+    row_count       bigint not null,
+    status          varchar not null, -- ACCEPTED, REJECTED, DUPLICATE, SUPERSEDED
+    error_count     bigint not null,
+    report_path     varchar,
+    stored_path     varchar,        -- where the file is kept (archive or quarantine)
+    profile_version varchar not null,
+    duplicate_of    bigint,
+    superseded_by   bigint
+);
+create table if not exists ops.current_deliveries (
+    smo_id        varchar not null,
+    feed          varchar not null,
+    study_id      varchar not null,
+    delivery_id   bigint not null,
+    delivery_date date not null,
+    primary key (smo_id, feed, study_id)
+);
+"""
+
+
+def raw_table_ddl(feed: Feed) -> str:
+    columns = [f"{c.name} {SQL_TYPES[c.dtype]}" for c in feed.columns]
+    columns += ["_delivery_id BIGINT NOT NULL", "_source_row INTEGER NOT NULL"]
+    return f"create table if not exists raw.{feed.name} (\n    " + ",\n    ".join(columns) + "\n)"
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists raw")
+    con.execute("create schema if not exists ops")
+    con.execute("create sequence if not exists ops.delivery_id_seq start 1")
+    con.execute(LEDGER_DDL)
+    for feed in FEEDS.values():
+        con.execute(raw_table_ddl(feed))
+
+
+def next_delivery_id(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("select nextval('ops.delivery_id_seq')").fetchone()[0]
+
+
+def current_roster(con: duckdb.DuckDBPyConnection, smo_id: str) -> frozenset[str]:
+    rows = con.execute(
+        """
+        select s.study_id, s.site_id
+        from raw.sites s
+        join ops.current_deliveries c
+          on c.delivery_id = s._delivery_id and c.feed = 'sites' and c.study_id = s.study_id
+        where c.smo_id = ?
+        """,
+        [smo_id],
+    ).fetchall()
+    return roster_keys([r[0] for r in rows], [r[1] for r in rows])
+
+
+def loaded_delivery_for(
+    con: duckdb.DuckDBPyConnection, smo_id: str, file_name: str, sha256: str
+) -> int | None:
+    """The delivery that already loaded this very file (same name, same bytes), if any.
+
+    A new week's file with unchanged content is a new snapshot, not a duplicate: its name
+    (and delivery date) differ, and it must become current.
+    """
+    row = con.execute(
+        """
+        select min(delivery_id) from ops.deliveries
+        where smo_id = ? and file_name = ? and sha256 = ?
+          and status in ('ACCEPTED', 'SUPERSEDED')
+        """,
+        [smo_id, file_name, sha256],
+    ).fetchone()
+    return row[0]
+
+
+def _ledger_row(
+    delivery_id: int,
+    result: GateResult,
+    *,
+    status: str,
+    received_at: dt.datetime,
+    processed_at: dt.datetime,
+    report_path: str | None,
+    stored_path: str | None,
+    duplicate_of: int | None = None,
+) -> list:
+    covered = result.studies if result.feed and FEEDS[result.feed].per_study else []
+    return [
+        delivery_id,
+        result.smo_id,
+        result.feed,
+        result.study_id,
+        covered,
+        result.path.name,
+        result.sha256,
+        result.size_bytes,
+        result.delivery_date,
+        received_at,
+        processed_at,
+        result.row_count,
+        status,
+        result.error_count,
+        report_path,
+        stored_path,
+        result.profile_version,
+        duplicate_of,
+        None,
+    ]
+
+
+def record(con: duckdb.DuckDBPyConnection, delivery_id: int, result: GateResult, **kwargs) -> None:
+    """Ledger row for a delivery that loads no data (REJECTED or DUPLICATE)."""
+    row = _ledger_row(delivery_id, result, **kwargs)
+    con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
+
+
+def load_accepted(
+    con: duckdb.DuckDBPyConnection,
+    delivery_id: int,
+    result: GateResult,
+    *,
+    received_at: dt.datetime,
+    processed_at: dt.datetime,
+    stored_path: str,
+) -> str:
+    """Insert the rows, the ledger row and the new current pointers in one transaction.
+
+    Returns the delivery's status: ACCEPTED, or SUPERSEDED when a newer snapshot of every
+    study it covers is already current (an old file arriving late is kept as history).
+    """
+    assert result.accepted and result.frame is not None and result.feed is not None
+    feed = FEEDS[result.feed]
+    studies = result.studies if feed.per_study else [ALL_STUDIES]
+    rows = result.frame.with_columns(pl.lit(delivery_id, dtype=pl.Int64).alias("_delivery_id"))
+    con.execute("begin transaction")
+    try:
+        con.register("_delivery_rows", rows.to_arrow())
+        con.execute(f"insert into raw.{feed.name} by name select * from _delivery_rows")
+        con.unregister("_delivery_rows")
+        row = _ledger_row(
+            delivery_id,
+            result,
+            status="ACCEPTED",
+            received_at=received_at,
+            processed_at=processed_at,
+            report_path=None,
+            stored_path=stored_path,
+        )
+        con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
+        became_current = _advance_current(con, delivery_id, result, studies)
+        status = "ACCEPTED" if became_current else "SUPERSEDED"
+        if not became_current:
+            con.execute(
+                "update ops.deliveries set status = 'SUPERSEDED' where delivery_id = ?",
+                [delivery_id],
+            )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return status
+
+
+def _advance_current(
+    con: duckdb.DuckDBPyConnection, delivery_id: int, result: GateResult, studies: list[str]
+) -> bool:
+    """Point each covered study at this delivery when it is the newest; retire what it replaces."""
+    became_current = False
+    for study in studies:
+        previous = con.execute(
+            """
+            select delivery_id, delivery_date from ops.current_deliveries
+            where smo_id = ? and feed = ? and study_id = ?
+            """,
+            [result.smo_id, result.feed, study],
+        ).fetchone()
+        if previous is not None and previous[1] > result.delivery_date:
+            continue
+        con.execute(
+            "insert or replace into ops.current_deliveries values (?, ?, ?, ?, ?)",
+            [result.smo_id, result.feed, study, delivery_id, result.delivery_date],
+        )
+        became_current = True
+        if previous is not None:
+            # The replaced delivery is superseded once it is current for no study at all.
+            con.execute(
+                """
+                update ops.deliveries set status = 'SUPERSEDED', superseded_by = ?
+                where delivery_id = ? and status = 'ACCEPTED' and not exists (
+                    select 1 from ops.current_deliveries where delivery_id = ?
+                )
+                """,
+                [delivery_id, previous[0], previous[0]],
+            )
+    return became_current

@@ -1,0 +1,203 @@
+"""Write a synthetic portfolio to disk: weekly deliveries, SMO profiles, registry fixtures, truth.
+
+Layout of `out/`:
+    inbox/<smo_id>/<file>      one full snapshot per SMO, feed (and study) and week
+    profiles/<smo_id>.yaml     the ingest profile of each SMO's dialect
+    registry/                  ClinicalTrials.gov API v2-shaped fixtures (synthetic, offline)
+    ground_truth.json          what was planted, for tests that check the marts find it
+
+Sites are generated and written one at a time, so memory stays bounded at any scale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synthetic.dialects import FeedWriter
+from synthetic.portfolio import SMO, Portfolio, Scale, build_portfolio, site_history, snapshot
+
+#: The default last delivery date: fixed, so a seed always yields the same bytes.
+DEFAULT_END = dt.date(2026, 11, 16)
+
+
+def _set_received_time(path: Path, delivery_date: dt.date) -> None:
+    """Files 'arrive' at 06:00 UTC on their delivery date (the ledger's received_at)."""
+    stamp = dt.datetime.combine(delivery_date, dt.time(6), dt.UTC).timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+class _SnapshotFiles:
+    """Lazily opened writers: a file is created only when it gets a row (no empty snapshots)."""
+
+    def __init__(self, smo: SMO, inbox: Path):
+        self.smo, self.inbox = smo, inbox / smo.smo_id
+        self.writers: dict[tuple[str, str | None, dt.date], FeedWriter] = {}
+
+    def write(self, feed: str, study_id: str, as_of: dt.date, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        dialect = self.smo.dialect
+        per_study = dialect.feeds[feed].per_study_file
+        key = (feed, study_id if per_study else None, as_of)
+        writer = self.writers.get(key)
+        if writer is None:
+            name = dialect.file_name(feed, as_of, study_id if per_study else None)
+            title = f"{feed.title()} report as of {as_of.isoformat()}"
+            writer = self.writers[key] = FeedWriter(dialect, feed, self.inbox / name, title)
+        writer.write(rows)
+
+    def close(self, study_id: str | None = None) -> list[Path]:
+        """Close the writers of one study (per-study files) or all of them."""
+        done = [k for k in self.writers if study_id is None or k[1] == study_id]
+        paths = []
+        for key in done:
+            writer = self.writers.pop(key)
+            writer.close()
+            _set_received_time(writer.path, key[2])
+            paths.append(writer.path)
+        return paths
+
+
+def write_deliveries(portfolio: Portfolio, out: Path) -> dict[str, Any]:
+    """Every SMO's weekly snapshots; returns planted edits with their site context."""
+    inbox = out / "inbox"
+    edits: list[dict[str, Any]] = []
+    edit_from = portfolio.edit_from
+    for smo in portfolio.smos:
+        files = _SnapshotFiles(smo, inbox)
+        sites = sorted(
+            (s for s in portfolio.sites if s.smo_id == smo.smo_id),
+            key=lambda s: (s.study_id, s.site_id),
+        )
+        current_study = None
+        for site in sites:
+            if current_study is not None and site.study_id != current_study:
+                files.close(current_study)
+            current_study = site.study_id
+            history = site_history(portfolio, site)
+            for edit in history.edits:
+                edits.append(
+                    {
+                        **edit,
+                        "smo_id": site.smo_id,
+                        "study_id": site.study_id,
+                        "site_id": site.site_id,
+                    }
+                )
+            for as_of in portfolio.delivery_dates:
+                edited = edit_from is not None and as_of >= edit_from
+                for feed in smo.feeds:
+                    files.write(
+                        feed, site.study_id, as_of, list(snapshot(history, feed, as_of, edited))
+                    )
+        files.close()
+    return {"edits": edits}
+
+
+def ground_truth(
+    portfolio: Portfolio, edits: list[dict[str, Any]], registry: dict[str, Any]
+) -> dict[str, Any]:
+    dates = portfolio.delivery_dates
+    edit_from = portfolio.edit_from
+    previous = dates[dates.index(edit_from) - 1] if edit_from else None
+
+    def iso(value: Any) -> Any:
+        return value.isoformat() if isinstance(value, dt.date) else value
+
+    return {
+        "synthetic": True,
+        "seed": portfolio.seed,
+        "scale": asdict(portfolio.scale),
+        "delivery_dates": [d.isoformat() for d in dates],
+        "smos": [
+            {
+                "smo_id": s.smo_id,
+                "dialect": s.dialect.name,
+                "feeds": list(s.feeds),
+                "pays_late": s.pays_late,
+            }
+            for s in portfolio.smos
+        ],
+        "studies": [
+            {
+                "study_id": st.study_id,
+                "nct_id": st.nct_id,
+                "phase": st.phase,
+                "condition": st.condition,
+                "target_enrollment": st.target_enrollment,
+                "smo_ids": list(st.smo_ids),
+            }
+            for st in portfolio.studies
+        ],
+        "planted_sites": [
+            {"role": s.role, "smo_id": s.smo_id, "study_id": s.study_id, "site_id": s.site_id}
+            for s in portfolio.sites
+            if s.role
+        ],
+        "late_paying_smos": [s.smo_id for s in portfolio.smos if s.pays_late],
+        "sites_never_activated": [
+            {"smo_id": s.smo_id, "study_id": s.study_id, "site_id": s.site_id}
+            for s in portfolio.sites
+            if s.activation is None
+        ],
+        "retroactive_edits": [
+            {
+                "kind": e["kind"],
+                "smo_id": e["smo_id"],
+                "study_id": e["study_id"],
+                "site_id": e["site_id"],
+                "key": e["key"],
+                "field": e["field"],
+                "old": iso(e["old"]),
+                "new": iso(e["new"]),
+                "previous_delivery_date": iso(previous),
+                "changed_in_delivery_date": iso(edit_from),
+            }
+            for e in edits
+        ],
+        "registry": registry,
+    }
+
+
+def generate(
+    out: Path,
+    *,
+    scale: str | float = "demo",
+    weeks: int = 8,
+    seed: int = 7,
+    end: dt.date = DEFAULT_END,
+) -> dict[str, Any]:
+    """Generate everything under `out`; returns the ground truth (also written to disk)."""
+    from synthetic.registry import write_registry_fixtures
+
+    if weeks < 1:
+        raise ValueError("weeks must be at least 1")
+    out = Path(out)
+    portfolio = build_portfolio(seed, Scale.named(scale), weeks, end)
+    profiles = out / "profiles"
+    profiles.mkdir(parents=True, exist_ok=True)
+    for smo in portfolio.smos:
+        profile = smo.dialect.profile(smo.smo_id)
+        text = yaml.safe_dump(profile, allow_unicode=True, sort_keys=False)
+        (profiles / f"{smo.smo_id}.yaml").write_text(text, encoding="utf-8")
+    delivered = write_deliveries(portfolio, out)
+    registry = write_registry_fixtures(portfolio, out / "registry")
+    truth = ground_truth(portfolio, delivered["edits"], registry)
+    (out / "ground_truth.json").write_text(json.dumps(truth, indent=2, ensure_ascii=False) + "\n")
+    return truth
+
+
+def file_counts(out: Path) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for path in (Path(out) / "inbox").rglob("*"):
+        if path.is_file():
+            counts[path.parent.name] += 1
+    return dict(counts)
