@@ -49,8 +49,8 @@ def read_delivery(path: Path, opts: FileOptions) -> RawFrame:
 def _read_csv(path: Path, opts: FileOptions) -> RawFrame:
     encoding = opts.encoding.lower()
     with path.open("rb") as handle:
-        head = handle.read(4)
-        handle.seek(-2, io.SEEK_END)
+        head = handle.read(1 << 16)
+        handle.seek(-min(2, len(head)), io.SEEK_END)
         tail = handle.read()
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) and not encoding.startswith("utf-16"):
         raise DeliveryFileError(
@@ -59,7 +59,9 @@ def _read_csv(path: Path, opts: FileOptions) -> RawFrame:
             f"{opts.encoding}.",
         )
     if encoding.startswith("utf-8") or encoding == "utf8":
-        # Fast path: polars reads UTF-8 straight from the file (BOM is skipped by polars).
+        # Fast path: polars reads UTF-8 straight from the file (BOM is skipped by polars) and
+        # rejects invalid UTF-8 in data rows, but not in the header: check the head here.
+        _check_text_head(head, opts.encoding)
         source: Path | bytes = path
         last_line_ends = tail.endswith(b"\n") or tail.endswith(b"\r")
     else:
@@ -74,12 +76,6 @@ def _read_csv(path: Path, opts: FileOptions) -> RawFrame:
             ) from None
         last_line_ends = text.endswith(("\n", "\r"))
         source = text.lstrip("\ufeff").encode("utf-8")
-    if not last_line_ends:
-        raise DeliveryFileError(
-            "file.truncated",
-            "The file does not end with a line break; it may have been cut off while being "
-            "written. Ask the SMO to resend it.",
-        )
     try:
         frame = pl.read_csv(
             source,
@@ -106,6 +102,13 @@ def _read_csv(path: Path, opts: FileOptions) -> RawFrame:
         raise DeliveryFileError(
             "file.unreadable", f"Not a readable CSV: {text.splitlines()[0]}"
         ) from None
+    # Checked after parsing, so a file that is not text at all is reported as such first.
+    if not last_line_ends:
+        raise DeliveryFileError(
+            "file.truncated",
+            "The file does not end with a line break; it may have been cut off while being "
+            "written. Ask the SMO to resend it.",
+        )
     if frame.width == 1:
         header = frame.columns[0]
         others = [d for d in COMMON_DELIMITERS if d != opts.delimiter and d in header]
@@ -117,6 +120,24 @@ def _read_csv(path: Path, opts: FileOptions) -> RawFrame:
                 row=1,
             )
     return RawFrame(_strip(frame), first_data_row=2)
+
+
+def _check_text_head(head: bytes, encoding: str) -> None:
+    first_line = head.split(b"\n", 1)[0]
+    try:
+        first_line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(first_line) < len(head) or exc.reason != "unexpected end of data":
+            raise DeliveryFileError(
+                "file.encoding",
+                f"The header is not valid UTF-8 as the profile declares ({encoding}) at byte "
+                f"{exc.start}; the file is in another encoding or is not a text file.",
+            ) from None
+    if b"\x00" in head:
+        raise DeliveryFileError(
+            "file.encoding",
+            f"The file contains NUL bytes: not {encoding} text (binary or UTF-16?).",
+        )
 
 
 def _strip(frame: pl.DataFrame) -> pl.DataFrame:
