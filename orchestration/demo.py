@@ -1,11 +1,15 @@
 """`make demo`: run the main job once on the embedded default and say where everything is.
 
-Runs the `oversight_refresh` job through `execute_job` against the persistent instance in
-`DAGSTER_HOME`, so the run appears in the UI afterwards exactly like a scheduled one.
+On the first run it generates the synthetic demo portfolio (4 SMOs in four export dialects, 8
+weekly deliveries each, their profiles and registry fixtures) into `SMO_DATA_DIR`. It then runs
+the `oversight_refresh` job through `execute_job` against the persistent instance in
+`DAGSTER_HOME`, so the run appears in the UI afterwards exactly like a scheduled one. A second
+`make demo` finds no new deliveries; `make clean` starts over.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 import dagster as dg
@@ -32,9 +36,33 @@ def _table_counts(warehouse_path) -> list[tuple[str, int]]:
     return [(f"{schema}.{table}", rows) for schema, table, rows in tables]
 
 
+def _seed_demo_data(settings) -> None:
+    if settings.profiles_dir.exists():
+        print(f"Demo data already in {settings.data_dir} (make clean to regenerate).")
+        return
+    from synthetic.generate import generate
+
+    today = dt.date.today()
+    last_monday = today - dt.timedelta(days=today.weekday())
+    truth = generate(settings.data_dir, scale="demo", weeks=8, seed=7, end=last_monday)
+    print(
+        f"Generated the demo portfolio into {settings.data_dir}: {len(truth['smos'])} SMOs, "
+        f"{len(truth['studies'])} studies, weekly deliveries {truth['delivery_dates'][0]} .. "
+        f"{truth['delivery_dates'][-1]}."
+    )
+
+
+def _ledger_summary(warehouse_path) -> list[tuple]:
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        return con.execute(
+            "select status, count(*), sum(row_count) from ops.deliveries group by 1 order by 1"
+        ).fetchall()
+
+
 def main() -> int:
     home = ensure_dagster_home()
     settings = load_settings()
+    _seed_demo_data(settings)
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
         run_id = result.run_id
@@ -51,6 +79,14 @@ def main() -> int:
     print(f"  warehouse     : {settings.warehouse_path}")
     for name, rows in _table_counts(settings.warehouse_path):
         print(f"    {name:<40} {rows:>10,} rows")
+    print(
+        "  deliveries    : "
+        + ", ".join(
+            f"{status} {n} ({rows:,} rows)"
+            for status, n, rows in _ledger_summary(settings.warehouse_path)
+        )
+    )
+    print(f"  quarantine    : {settings.quarantine_dir}  (rejected files + reports)")
     print(f"  BI publish dir: {settings.publish_dir}")
     print(f"  delivery data : {settings.data_dir}")
     print(f"  Dagster home  : {home}  (run history; `make dev` shows this run)")

@@ -1,0 +1,16 @@
+{#- The rows of the current delivery per (SMO, study) of one SMO feed, with delivery lineage.
+    A delivery is a full snapshot, so "current" means: rows of the delivery that
+    ops.current_deliveries points at for that SMO, feed and study ('*' for feeds that are not
+    per study). -#}
+{% macro current_snapshot(feed, per_study=true) %}
+select
+    r.* exclude (_delivery_id, _source_row),
+    r._delivery_id as delivery_id,
+    r._source_row as source_row,
+    c.delivery_date
+from {{ source('raw', feed) }} as r
+join {{ source('ops', 'current_deliveries') }} as c
+    on c.delivery_id = r._delivery_id
+    and c.feed = '{{ feed }}'
+    and {% if per_study %}c.study_id = r.study_id{% else %}c.study_id = '*'{% endif %}
+{% endmacro %}

@@ -1,0 +1,1 @@
+{{ current_snapshot('staffing', per_study=false) }}

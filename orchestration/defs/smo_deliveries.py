@@ -1,0 +1,270 @@
+"""SMO deliveries: inbox -> delivery gate -> raw tables and the delivery ledger.
+
+One multi-asset processes the whole inbox (files are independent, but all write the same
+DuckDB file, so they run in one step in the writer pool). Checks per feed:
+- `contract` (ERROR, blocking): every current raw row still satisfies the feed contract. The
+  gate makes this impossible to fail unless rows were changed behind the pipeline's back.
+- `deliveries_rejected` (WARN): files of the feed rejected in this run, with report paths.
+"""
+
+import hashlib
+import time
+from collections import defaultdict
+
+import dagster as dg
+import duckdb
+
+from expectations.contracts import feed_schema, validate
+from expectations.feeds import FEEDS
+from ingest.inbox import BatchSummary, process_inbox, ready_files
+from ingest.settings import WAREHOUSE_WRITER_POOL, load_settings
+from ingest.warehouse import ALL_STUDIES, ensure_schema
+from orchestration.resources import DuckDBWarehouse
+
+RAW_KEYS = {feed: dg.AssetKey(["raw", feed]) for feed in FEEDS}
+LEDGER_KEY = dg.AssetKey(["ops", "deliveries"])
+CURRENT_KEY = dg.AssetKey(["ops", "current_deliveries"])
+FAILURES_SHOWN = 10
+
+
+def _specs() -> list[dg.AssetSpec]:
+    specs = [
+        dg.AssetSpec(
+            key,
+            group_name="raw",
+            kinds={"duckdb", "python"},
+            description=f"{FEEDS[feed].description} Every accepted delivery's rows, with "
+            "lineage columns _delivery_id and _source_row; current rows are those of "
+            "ops.current_deliveries.",
+        )
+        for feed, key in RAW_KEYS.items()
+    ]
+    specs.append(
+        dg.AssetSpec(
+            LEDGER_KEY,
+            group_name="ops",
+            kinds={"duckdb"},
+            description="Delivery ledger: one row per file received (ACCEPTED, REJECTED, "
+            "DUPLICATE, SUPERSEDED), with hash, size, dates, counts and report path.",
+        )
+    )
+    specs.append(
+        dg.AssetSpec(
+            CURRENT_KEY,
+            group_name="ops",
+            kinds={"duckdb"},
+            description="Which accepted delivery is current per (SMO, feed, study).",
+        )
+    )
+    return specs
+
+
+def _check_specs() -> list[dg.AssetCheckSpec]:
+    checks = []
+    for feed, key in RAW_KEYS.items():
+        checks.append(
+            dg.AssetCheckSpec(
+                "contract",
+                asset=key,
+                blocking=True,
+                description=f"Current {feed} rows satisfy the {feed} contract.",
+            )
+        )
+        checks.append(
+            dg.AssetCheckSpec(
+                "deliveries_rejected",
+                asset=key,
+                description=f"No {feed} delivery was rejected in this run (WARN with reports).",
+            )
+        )
+    checks.append(
+        dg.AssetCheckSpec(
+            "all_files_processed",
+            asset=LEDGER_KEY,
+            description="Every ready inbox file matched a feed and had a usable profile.",
+        )
+    )
+    return checks
+
+
+def current_rows_query(feed: str) -> str:
+    study_match = (
+        "c.study_id = r.study_id" if FEEDS[feed].per_study else f"c.study_id = '{ALL_STUDIES}'"
+    )
+    return f"""
+        select r.* exclude (_source_row)
+        from raw.{feed} r
+        join ops.current_deliveries c
+          on c.delivery_id = r._delivery_id and c.feed = '{feed}' and {study_match}
+    """
+
+
+def _contract_check(con: duckdb.DuckDBPyConnection, feed: str) -> dg.AssetCheckResult:
+    frame = con.sql(current_rows_query(feed)).pl().drop("_delivery_id")
+    key = FEEDS[feed].key
+    schema = feed_schema(feed, unique_within=() if "smo_id" in key else ("smo_id",))
+    failures = validate(frame, schema)
+    by_rule = failures.group_by("rule", "column").len().sort("len", descending=True)
+    return dg.AssetCheckResult(
+        asset_key=RAW_KEYS[feed],
+        check_name="contract",
+        passed=failures.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "current_rows": frame.height,
+            "violations": failures.height,
+            "violations_by_rule": dg.MetadataValue.md(
+                _md_table(by_rule.rows(), ("rule", "column", "rows"))
+            )
+            if failures.height
+            else "none",
+        },
+    )
+
+
+def _md_table(rows, header) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _rejected_check(summary: BatchSummary, feed: str) -> dg.AssetCheckResult:
+    rejected = [o for o in summary.outcomes if o.feed == feed and o.status == "REJECTED"]
+    rows = [
+        (o.smo_id, o.file_name, o.error_count, o.report_path) for o in rejected[:FAILURES_SHOWN]
+    ]
+    return dg.AssetCheckResult(
+        asset_key=RAW_KEYS[feed],
+        check_name="deliveries_rejected",
+        passed=not rejected,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rejected": len(rejected),
+            "reports": dg.MetadataValue.md(_md_table(rows, ("smo", "file", "problems", "report")))
+            if rejected
+            else "none",
+        },
+    )
+
+
+def _unprocessed_check(summary: BatchSummary) -> dg.AssetCheckResult:
+    unmatched = [o for o in summary.outcomes if o.feed is None]
+    rows = [(o.smo_id, o.file_name, o.report_path) for o in unmatched[:FAILURES_SHOWN]]
+    rows += [("", str(path), why) for path, why in summary.skipped[:FAILURES_SHOWN]]
+    return dg.AssetCheckResult(
+        asset_key=LEDGER_KEY,
+        check_name="all_files_processed",
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "unrecognized_files": len(unmatched),
+            "left_in_inbox": len(summary.skipped),
+            "details": dg.MetadataValue.md(_md_table(rows, ("smo", "file", "why")))
+            if rows
+            else "none",
+        },
+    )
+
+
+@dg.multi_asset(
+    name="smo_deliveries",
+    specs=_specs(),
+    check_specs=_check_specs(),
+    pool=WAREHOUSE_WRITER_POOL,
+    description="Runs every ready inbox file through the delivery gate into the warehouse.",
+)
+def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
+    settings = load_settings()
+    started = time.perf_counter()
+    with warehouse.connect() as con:
+        ensure_schema(con)
+        summary = process_inbox(
+            con,
+            inbox=settings.inbox_dir,
+            archive=settings.archive_dir,
+            quarantine=settings.quarantine_dir,
+            profiles_dir=settings.profiles_dir,
+            settle_seconds=settings.inbox_settle_seconds,
+        )
+        for outcome in summary.outcomes:
+            if outcome.status == "REJECTED":
+                context.log.warning(
+                    f"REJECTED {outcome.smo_id}/{outcome.file_name}: {outcome.error_count} problem(s), "
+                    f"first: {outcome.first_problem} -- report: {outcome.report_path}"
+                )
+        for path, why in summary.skipped:
+            context.log.warning(f"left in inbox {path}: {why}")
+        elapsed = time.perf_counter() - started
+        by_feed: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for o in summary.outcomes:
+            by_feed[o.feed or "?"][o.status] += 1
+            by_feed[o.feed or "?"]["rows"] += (
+                o.rows if o.status in ("ACCEPTED", "SUPERSEDED") else 0
+            )
+        for feed, key in RAW_KEYS.items():
+            current = con.execute(f"select count(*) from ({current_rows_query(feed)})").fetchone()[0]
+            stats = by_feed.get(feed, {})
+            yield dg.MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "dagster/row_count": current,
+                    "deliveries_accepted": stats.get("ACCEPTED", 0) + stats.get("SUPERSEDED", 0),
+                    "deliveries_rejected": stats.get("REJECTED", 0),
+                    "rows_loaded": stats.get("rows", 0),
+                },
+            )
+        last = con.execute(
+            """
+            select smo_id, feed, max(delivery_date) as last_accepted, count(*) as deliveries
+            from ops.deliveries where status in ('ACCEPTED', 'SUPERSEDED')
+            group by all order by all
+            """
+        ).fetchall()
+        yield dg.MaterializeResult(
+            asset_key=LEDGER_KEY,
+            metadata={
+                "files_processed": len(summary.outcomes),
+                **{
+                    status.lower(): summary.count(status)
+                    for status in ("ACCEPTED", "REJECTED", "DUPLICATE", "SUPERSEDED")
+                },
+                "left_in_inbox": len(summary.skipped),
+                "seconds": round(elapsed, 2),
+                "last_accepted_per_smo": dg.MetadataValue.md(
+                    _md_table(last, ("smo", "feed", "last accepted delivery", "deliveries"))
+                ),
+            },
+        )
+        yield dg.MaterializeResult(asset_key=CURRENT_KEY)
+        for feed in RAW_KEYS:
+            yield _contract_check(con, feed)
+            yield _rejected_check(summary, feed)
+        yield _unprocessed_check(summary)
+
+
+delivery_refresh = dg.define_asset_job(
+    name="delivery_refresh",
+    selection=dg.AssetSelection.assets(smo_deliveries).downstream(),
+    description="Ingest new SMO deliveries and rebuild everything downstream of them.",
+)
+
+
+@dg.sensor(
+    job=delivery_refresh,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts delivery_refresh when ready files (settled, not .part/.tmp) are in the inbox.",
+)
+def inbox_sensor(context: dg.SensorEvaluationContext):
+    settings = load_settings()
+    ready = ready_files(settings.inbox_dir, settings.inbox_settle_seconds)
+    files = sorted(
+        f"{path.relative_to(settings.inbox_dir)}:{path.stat().st_size}:{int(path.stat().st_mtime)}"
+        for paths in ready.values()
+        for path in paths
+    )
+    if not files:
+        return dg.SkipReason(f"no ready files in {settings.inbox_dir}")
+    # The run key is the set of files: the same waiting files never start a second run.
+    run_key = hashlib.sha256("\n".join(files).encode()).hexdigest()[:32]
+    return dg.RunRequest(run_key=run_key, tags={"inbox_files": str(len(files))})
