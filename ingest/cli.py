@@ -23,8 +23,8 @@ from ingest.settings import load_settings
 def _roster_from_warehouse(warehouse: Path, smo_id: str) -> tuple[frozenset[str] | None, str]:
     if not warehouse.exists():
         return (
-            None,
-            f"no warehouse at {warehouse}: site references are checked only against rosters given here",
+            frozenset(),
+            f"no warehouse at {warehouse}: sites are checked only against rosters given here",
         )
     import duckdb
 
@@ -35,7 +35,7 @@ def _roster_from_warehouse(warehouse: Path, smo_id: str) -> tuple[frozenset[str]
             return wh.current_roster(con, smo_id), f"roster from {warehouse}"
     except duckdb.Error as exc:
         return (
-            None,
+            frozenset(),
             f"warehouse not readable ({str(exc).splitlines()[0]}); roster from files given here only",
         )
 

@@ -166,6 +166,27 @@ class FeedWriter:
             self._handle.close()
         else:
             self._book.save(self.path)
+            _freeze_xlsx_timestamps(self.path)
+
+
+#: What an XLSX file says about when it was made: fixed, so a seed always gives the same bytes.
+FIXED_XLSX_TIME = (2026, 1, 1, 0, 0, 0)
+
+
+def _freeze_xlsx_timestamps(path: Path) -> None:
+    """openpyxl stamps 'now' into the zip entries and docProps/core.xml; replace both."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as source:
+        entries = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for info, data in entries:
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", b"2026-01-01T00:00:00Z", data)
+            frozen = zipfile.ZipInfo(info.filename, date_time=FIXED_XLSX_TIME)
+            frozen.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(frozen, data)
 
 
 def write_feed(

@@ -20,6 +20,7 @@ def project_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SMO_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SMO_PUBLISH_DIR", str(tmp_path / "publish"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
     (tmp_path / "dagster_home").mkdir()
     return tmp_path
 
@@ -35,3 +36,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"reference data not found at {SHARED_DATA} (clone with ../shared beside it)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def small_portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated portfolio (4 SMOs, 4 dialects, 3 weekly deliveries); read-only."""
+    from synthetic.generate import generate
+
+    out = tmp_path_factory.mktemp("portfolio")
+    generate(out, scale=0.25, weeks=3, seed=11)
+    return out
+
+
+@pytest.fixture
+def data_dir(project_env: Path, small_portfolio: Path) -> Path:
+    """A writable copy of the small portfolio as SMO_DATA_DIR (inbox, profiles, registry)."""
+    import shutil
+
+    target = project_env / "data"
+    shutil.copytree(small_portfolio, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def catalogue(tmp_path_factory: pytest.TempPathFactory):
+    """Every bad-delivery case (read-only)."""
+    from synthetic.bad_deliveries import write_catalogue
+
+    return write_catalogue(tmp_path_factory.mktemp("catalogue"))

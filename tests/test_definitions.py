@@ -24,7 +24,12 @@ def test_definitions_load_with_the_refresh_job(repo):
 
 def test_dbt_models_are_keyed_by_duckdb_schema_and_table(repo):
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    assert "staging/stg_smo__sites" in keys
+    assert {
+        "staging/stg_smo__sites",
+        "staging/stg_smo__subjects",
+        "raw/visits",
+        "ops/deliveries",
+    } <= keys
     assert "marts/study_site_activation" in keys
     assert repo.asset_graph.get(dg.AssetKey(["marts", "study_site_activation"])).group_name == (
         "marts"
@@ -65,3 +70,22 @@ def test_error_severity_dbt_tests_are_blocking_checks(repo):
     ]
     assert checks
     assert all(spec.blocking for spec in checks)
+
+
+def test_inbox_sensor_and_delivery_job_are_defined(repo):
+    sensor = repo.get_sensor_def("inbox_sensor")
+    assert sensor.job_name == "delivery_refresh"
+    job_keys = repo.get_job("delivery_refresh").asset_layer.selected_asset_keys
+    assert dg.AssetKey(["raw", "subjects"]) in job_keys
+    assert dg.AssetKey(["staging", "stg_smo__subjects"]) in job_keys
+
+
+def test_every_feed_has_a_blocking_contract_check(repo):
+    specs = {
+        (s.asset_key.to_user_string(), s.name): s
+        for ad in repo.asset_graph.assets_defs
+        for s in ad.check_specs
+    }
+    for feed in ("sites", "subjects", "visits", "deviations", "payments", "staffing"):
+        assert specs[(f"raw/{feed}", "contract")].blocking
+        assert not specs[(f"raw/{feed}", "deliveries_rejected")].blocking

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -17,32 +18,95 @@ def _run_refresh(instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteJobResult:
     return dg.execute_job(dg.reconstructable(refresh_job), instance=instance, **kwargs)
 
 
-def test_full_refresh_builds_every_table(project_env: Path, dagster_instance):
+def _checks(result, passed: bool | None = None) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    return {
+        (c.asset_key.to_user_string(), c.check_name): c
+        for c in result.get_asset_check_evaluations()
+        if passed is None or c.passed == passed
+    }
+
+
+def test_full_refresh_loads_every_feed_and_builds_staging(
+    project_env: Path, data_dir: Path, dagster_instance
+):
     result = _run_refresh(dagster_instance)
     assert result.success
 
     with duckdb.connect(str(project_env / "warehouse.duckdb"), read_only=True) as con:
-        raw_sites = con.execute("select count(*) from raw.sites").fetchone()[0]
-        staged = con.execute("select count(*) from staging.stg_smo__sites").fetchone()[0]
-        activation = dict(
-            con.execute(
-                "select study_id, share_sites_activated from marts.study_site_activation"
-            ).fetchall()
+        statuses = dict(
+            con.execute("select status, count(*) from ops.deliveries group by 1").fetchall()
         )
-    assert raw_sites == staged > 0
-    # STUDY-1: three sites, all enrolling or activated. STUDY-2: PLANNED, CLOSED -> 1 of 2.
-    assert activation == {"STUDY-1": 1.0, "STUDY-2": 0.5}
+        for feed in ("sites", "subjects", "visits", "deviations", "payments", "staffing"):
+            current = con.execute(
+                f"select count(*) from raw.{feed} r join ops.current_deliveries c "
+                f"on c.delivery_id = r._delivery_id and c.feed = '{feed}' "
+                f"and (c.study_id = '*' or c.study_id = r.study_id)"
+                if feed != "staffing"
+                else "select count(*) from raw.staffing r join ops.current_deliveries c "
+                "on c.delivery_id = r._delivery_id and c.feed = 'staffing'"
+            ).fetchone()[0]
+            staged = con.execute(f"select count(*) from staging.stg_smo__{feed}").fetchone()[0]
+            assert staged == current > 0, feed
+        activation = con.execute("select count(*) from marts.study_site_activation").fetchone()[0]
+    assert set(statuses) == {"ACCEPTED", "SUPERSEDED"}
+    assert activation == 4  # one row per study
+    assert not list((data_dir / "inbox").rglob("*.*")), "processed files leave the inbox"
 
-    checks = result.get_asset_check_evaluations()
-    assert checks and all(c.passed for c in checks)
+    checks = _checks(result)
+    assert checks[("raw/subjects", "contract")].passed
+    assert checks[("raw/subjects", "deliveries_rejected")].passed
+    assert all(c.passed for c in checks.values())
 
 
-def test_failing_dbt_test_blocks_the_mart(project_env: Path, dagster_instance):
+def test_rejected_delivery_warns_with_its_report_and_the_run_goes_on(
+    project_env: Path, data_dir: Path, dagster_instance
+):
+    inbox = data_dir / "inbox" / "SMO-IBERIA"
+    bad = next(inbox.glob("IBERIA_pacientes_*"))
+    bad.write_bytes(bad.read_bytes().replace(b";", b"|"))
+    result = _run_refresh(dagster_instance)
+    assert result.success
+    warned = _checks(result, passed=False)
+    assert set(warned) == {("raw/subjects", "deliveries_rejected")}
+    check = warned[("raw/subjects", "deliveries_rejected")]
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["rejected"].value == 1
+    assert bad.name in check.metadata["reports"].value
+    quarantine = data_dir / "quarantine" / "SMO-IBERIA"
+    assert any(p.name.endswith(bad.name + ".report.md") for p in quarantine.iterdir())
+
+
+def test_contract_violation_in_current_rows_blocks_downstream(
+    project_env: Path, data_dir: Path, dagster_instance
+):
+    assert _run_refresh(dagster_instance).success
+    with duckdb.connect(str(project_env / "warehouse.duckdb")) as con:
+        con.execute("update raw.subjects set screened_date = null where subject_id in "
+                    "(select subject_id from raw.subjects limit 1)")  # fmt: skip
+        con.execute("drop view staging.stg_smo__subjects")
+    result = _run_refresh(dagster_instance, raise_on_error=False)
+    failed = _checks(result, passed=False)
+    assert failed[("raw/subjects", "contract")].severity == dg.AssetCheckSeverity.ERROR
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+                    if e.asset_key}  # fmt: skip
+    assert "raw/subjects" in materialized
+    assert not any(key.startswith(("staging/", "marts/")) for key in materialized)
+    with duckdb.connect(str(project_env / "warehouse.duckdb"), read_only=True) as con:
+        views = {
+            r[0]
+            for r in con.execute(
+                "select view_name from duckdb_views() where schema_name = 'staging'"
+            ).fetchall()
+        }
+    assert "stg_smo__subjects" not in views
+
+
+def test_failing_dbt_test_blocks_the_mart(project_env: Path, data_dir: Path, dagster_instance):
     warehouse = project_env / "warehouse.duckdb"
     assert _run_refresh(dagster_instance).success
     with duckdb.connect(str(warehouse)) as con:
         con.execute("drop table marts.study_site_activation")
-        con.execute("update raw.sites set status = 'ON_HOLD' where site_id = 'S001'")
+        con.execute("update raw.sites set status = 'ON_HOLD'")
 
     result = _run_refresh(
         dagster_instance,
@@ -52,9 +116,8 @@ def test_failing_dbt_test_blocks_the_mart(project_env: Path, dagster_instance):
         ],
         raise_on_error=False,
     )
-
-    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    assert [c.check_name for c in failed] == [
+    failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
+    assert failed == [
         "accepted_values_stg_smo__sites_status__PLANNED__SELECTED__ACTIVATED__ENROLLING__CLOSED__DROPPED"
     ]
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -62,3 +125,22 @@ def test_failing_dbt_test_blocks_the_mart(project_env: Path, dagster_instance):
             "select count(*) from duckdb_tables() where schema_name = 'marts'"
         ).fetchone()[0]
     assert marts == 0, "the mart was rebuilt although its upstream blocking check failed"
+
+
+def test_inbox_sensor_requests_a_run_only_for_ready_files(
+    project_env: Path, data_dir: Path, monkeypatch
+):
+    from orchestration.defs.smo_deliveries import inbox_sensor
+
+    monkeypatch.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
+    with dg.instance_for_test() as instance:
+        request = inbox_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(request, dg.RunRequest) and request.run_key
+        again = inbox_sensor(dg.build_sensor_context(instance=instance))
+        assert again.run_key == request.run_key  # same waiting files: same run key, no second run
+
+        for path in list((data_dir / "inbox").rglob("*.*")):
+            path.rename(path.with_name(path.name + ".part"))
+        skipped = inbox_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(skipped, dg.SkipReason)
+    shutil.rmtree(data_dir / "inbox")

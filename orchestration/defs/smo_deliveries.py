@@ -202,7 +202,9 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
                 o.rows if o.status in ("ACCEPTED", "SUPERSEDED") else 0
             )
         for feed, key in RAW_KEYS.items():
-            current = con.execute(f"select count(*) from ({current_rows_query(feed)})").fetchone()[0]
+            current = con.execute(f"select count(*) from ({current_rows_query(feed)})").fetchone()[
+                0
+            ]
             stats = by_feed.get(feed, {})
             yield dg.MaterializeResult(
                 asset_key=key,
