@@ -258,42 +258,77 @@ def _to_canonical(
     feed: Feed,
     file_study: str | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The typed canonical frame, plus one failure row per value that did not parse."""
+    """The typed canonical frame, plus one failure row per value that did not parse.
+
+    One lazy polars pass strips whitespace, maps codes, parses, and flags unparseable values
+    (the parse is shared between the value and its flag by common-subexpression elimination).
+    """
     source_of = {target: source for source, target in renames.items()}
-    exprs, parse_checks = [], []
+    padded = _padded_columns(raw.frame, list(source_of.values()))
+    exprs, present = [], []
     for col in feed.columns:
         if col.name in source_of:
-            text = pl.col(source_of[col.name])
+            source = pl.col(source_of[col.name])
+            text = source
+            if source_of[col.name] in padded:  # trimming costs a pass: only where needed
+                stripped = source.str.strip_chars()
+                text = pl.when(stripped.str.len_bytes() > 0).then(stripped)  # blank = missing
             codes = feed_profile.codes.get(col.name)
             if codes:
-                text = text.replace(codes)
+                text = text.replace_strict(codes, default=text, return_dtype=pl.Utf8)
+            if col.dtype != "str":
+                present.append(col.name)
+                exprs.append(text.is_not_null().alias(f"{_FLAG}{col.name}"))
         elif col.name in feed_profile.constants:
             text = pl.lit(feed_profile.constants[col.name], dtype=pl.Utf8)
         elif col.name == "study_id" and file_study is not None:
             text = pl.lit(file_study, dtype=pl.Utf8)
         else:
             text = pl.lit(None, dtype=pl.Utf8)
-        value = _parse(text, col.dtype, feed_profile, col.name)
-        exprs.append(value.alias(col.name))
-        if col.dtype != "str" and col.name in source_of:
-            parse_checks.append(
-                pl.when(text.is_not_null() & value.is_null()).then(pl.lit(col.name)).alias(col.name)
-            )
-    typed = raw.frame.select(exprs)
-    if not parse_checks:
+        exprs.append(_parse(text, col.dtype, feed_profile, col.name).alias(col.name))
+    both = raw.frame.lazy().select(exprs).collect()
+    # A value is unparsed where the cell had text but the typed column is null.
+    both = both.with_columns(
+        (pl.col(f"{_FLAG}{c}") & pl.col(c).is_null()).alias(f"{_FLAG}{c}") for c in present
+    )
+    typed = both.select(feed.column_names)
+    flag_columns = [c for c in both.columns if c.startswith(_FLAG)]
+    if not flag_columns or not both.select(pl.any_horizontal(flag_columns).any()).item():
         return typed, pl.DataFrame(schema=FAILURE_SCHEMA)
     failed = (
-        raw.frame.select(parse_checks)
+        both.select(flag_columns)
         .with_row_index("row_index")
         .unpivot(index="row_index", variable_name="column", value_name="failed")
-        .filter(pl.col("failed").is_not_null())
+        .filter(pl.col("failed"))
         .select(
             pl.lit("value.type").alias("rule"),
-            pl.col("column"),
+            pl.col("column").str.strip_prefix(_FLAG),
             pl.col("row_index").cast(pl.Int64),
         )
     )
     return typed, failed
+
+
+_FLAG = "__unparsed__"
+
+
+def _padded_columns(frame: pl.DataFrame, columns: list[str]) -> set[str]:
+    """Columns with any value that starts or ends with whitespace (one cheap pass)."""
+    if not columns:
+        return set()
+    checks = (
+        frame.lazy()
+        .select(
+            pl.any_horizontal(
+                pl.col(c).str.starts_with(ws) | pl.col(c).str.ends_with(ws) for ws in (" ", "\t")
+            )
+            .any()
+            .alias(c)
+            for c in columns
+        )
+        .collect()
+    )
+    return {c for c in columns if checks[0, c]}
 
 
 def _study_mismatch(typed: pl.DataFrame, study_id: str) -> pl.DataFrame:

@@ -141,9 +141,8 @@ def _check_text_head(head: bytes, encoding: str) -> None:
 
 
 def _strip(frame: pl.DataFrame) -> pl.DataFrame:
-    """Trim whitespace; empty strings become null (an empty cell is a missing value)."""
-    frame = frame.rename({c: c.strip().lstrip("\ufeff") for c in frame.columns})
-    return frame.with_columns(pl.col(c).str.strip_chars().replace("", None) for c in frame.columns)
+    """Trim header names. Values stay as written (reports quote them); the gate trims them."""
+    return frame.rename({c: c.strip().lstrip("\ufeff") for c in frame.columns})
 
 
 def _cell_text(value: object) -> str | None:
