@@ -37,6 +37,14 @@ class Settings:
     profiles_dir: Path
     #: Files modified more recently than this are assumed to be still being written.
     inbox_settle_seconds: float
+    #: ClinicalTrials.gov: "replay" (offline, from registry_replay_dir) or "live".
+    registry_mode: str
+    registry_replay_dir: Path
+    registry_base_url: str
+    #: Extra NCT ids to follow besides those on the site rosters.
+    registry_nct_ids: tuple[str, ...]
+    peer_start_within_years: int
+    peer_cohort_max: int
 
     @property
     def inbox_dir(self) -> Path:
@@ -60,4 +68,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         publish_dir=_path(env, "SMO_PUBLISH_DIR", "var/publish"),
         profiles_dir=_path(env, "SMO_PROFILES_DIR", str(data_dir / "profiles")),
         inbox_settle_seconds=float(env.get("SMO_INBOX_SETTLE_SECONDS") or 10),
+        registry_mode=_choice(env, "SMO_REGISTRY_MODE", ("replay", "live")),
+        registry_replay_dir=_path(env, "SMO_REGISTRY_REPLAY_DIR", str(data_dir / "registry")),
+        registry_base_url=env.get("SMO_REGISTRY_BASE_URL") or "https://clinicaltrials.gov/api/v2",
+        registry_nct_ids=tuple(
+            i.strip().upper()
+            for i in (env.get("SMO_REGISTRY_NCT_IDS") or "").split(",")
+            if i.strip()
+        ),
+        peer_start_within_years=int(env.get("SMO_PEER_START_WITHIN_YEARS") or 10),
+        peer_cohort_max=int(env.get("SMO_PEER_COHORT_MAX") or 200),
     )
+
+
+def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = (environ.get(name) or allowed[0]).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -48,6 +49,16 @@ def test_full_refresh_loads_every_feed_and_builds_staging(
             staged = con.execute(f"select count(*) from staging.stg_smo__{feed}").fetchone()[0]
             assert staged == current > 0, feed
         activation = con.execute("select count(*) from marts.study_site_activation").fetchone()[0]
+        registry_roles = dict(
+            con.execute("select role, count(*) from registry.studies group by 1").fetchall()
+        )
+        fetches = con.execute("select since, new_versions from registry.fetches").fetchall()
+    truth = json.loads((data_dir / "ground_truth.json").read_text())["registry"]
+    assert registry_roles == {
+        "portfolio": len(truth["portfolio_nct_ids"]),
+        "peer": truth["peer_count"],
+    }
+    assert fetches == [(None, len(truth["portfolio_nct_ids"]) + truth["peer_count"])]
     assert set(statuses) == {"ACCEPTED", "SUPERSEDED"}
     assert activation == 4  # one row per study
     assert not list((data_dir / "inbox").rglob("*.*")), "processed files leave the inbox"

@@ -1,0 +1,244 @@
+"""Keeping the registry in the warehouse: every record version, then flat tables.
+
+`registry.raw_studies` keeps each distinct version of a record (by content hash) with the
+registry's data timestamp and the fetch time, so a change to a registry record is never lost.
+`registry.fetches` logs each run (what was asked, since when, requests and retries). The flat
+tables (`registry.studies`, `locations`, `conditions`, `interventions`, `sponsors`) are rebuilt
+from the newest version of every record.
+
+`fetch_registry` decides what to ask: the portfolio's own studies (NCT ids from the current site
+rosters and configuration) and a peer cohort per (condition, phase) of the portfolio. Runs after
+the first are incremental: only records updated since the previous data timestamp are fetched,
+except ids never fetched before, which are fetched in full.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from ingest.registry.client import RegistrySource
+from ingest.registry.flatten import flatten_studies
+from ingest.registry.queries import incremental_params, peer_cohort_params
+
+DDL = """
+create schema if not exists registry;
+create table if not exists registry.raw_studies (
+    nct_id                varchar not null,
+    record_hash           varchar not null,
+    role                  varchar not null,  -- portfolio | peer
+    last_update_post_date varchar,
+    data_timestamp        varchar not null,  -- the registry's data version when fetched
+    fetched_at            timestamp not null,
+    source                varchar not null,  -- live base URL or replay directory
+    record                json not null,
+    primary key (nct_id, record_hash)
+);
+create table if not exists registry.fetches (
+    fetched_at          timestamp not null,
+    data_timestamp      varchar not null,
+    since               varchar,            -- previous data timestamp (null = full fetch)
+    source              varchar not null,
+    portfolio_requested integer not null,
+    records_received    integer not null,
+    new_versions        integer not null,
+    requests            integer not null,
+    retries             integer not null
+);
+"""
+
+FLAT_TABLES = ("studies", "locations", "conditions", "interventions", "sponsors")
+
+
+@dataclass
+class FetchSummary:
+    data_timestamp: str
+    since: str | None
+    portfolio_ids: list[str]
+    missing_ids: list[str] = field(default_factory=list)
+    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (role, record)
+    peer_searches: int = 0
+    count_mismatches: list[str] = field(default_factory=list)
+
+
+def _nct_id(record: dict[str, Any]) -> str | None:
+    return ((record.get("protocolSection") or {}).get("identificationModule") or {}).get("nctId")
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(DDL)
+
+
+def previous_data_timestamp(con: duckdb.DuckDBPyConnection) -> str | None:
+    row = con.execute("select max(data_timestamp) from registry.fetches").fetchone()
+    return row[0]
+
+
+_LATEST = """
+    select nct_id, role, record::varchar from registry.raw_studies
+    qualify row_number() over (
+        partition by nct_id order by fetched_at desc, last_update_post_date desc nulls last
+    ) = 1
+"""
+
+
+def latest_records(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The newest stored version of every record: nct_id -> (role, record)."""
+    return {n: (role, json.loads(text)) for n, role, text in con.execute(_LATEST).fetchall()}
+
+
+def roster_nct_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """NCT ids on the current site rosters (empty before the first delivery)."""
+    exists = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = 'raw' and table_name = 'sites'"
+    ).fetchone()[0]
+    if not exists:
+        return []
+    rows = con.execute(
+        """
+        select distinct s.nct_id from raw.sites s
+        join ops.current_deliveries c
+          on c.delivery_id = s._delivery_id and c.feed = 'sites' and c.study_id = s.study_id
+        where s.nct_id is not null
+        """
+    ).fetchall()
+    return sorted(r[0].strip().upper() for r in rows if r[0] and r[0].strip())
+
+
+def fetch_registry(
+    source: RegistrySource,
+    portfolio_ids: Sequence[str],
+    *,
+    since: str | None,
+    stored: dict[str, dict[str, Any]],
+    peer_start_within_years: int,
+    peer_cohort_max: int,
+    today: dt.date | None = None,
+) -> FetchSummary:
+    """Ask the registry for the portfolio's studies and their peer cohorts (see module doc)."""
+    stamp = source.data_timestamp()  # read first: updates during the fetch are caught next time
+    summary = FetchSummary(
+        data_timestamp=stamp, since=since, portfolio_ids=sorted(set(portfolio_ids))
+    )
+    new_ids = [i for i in summary.portfolio_ids if i not in stored or since is None]
+    old_ids = [i for i in summary.portfolio_ids if i not in new_ids]
+    own: dict[str, dict[str, Any]] = {}
+    if new_ids:
+        fetched = source.get_studies(new_ids)
+        summary.missing_ids = list(fetched.missing_ids)
+        own.update({_nct_id(r): r for r in fetched.studies})
+    if old_ids:
+        params = incremental_params({"filter.ids": ",".join(old_ids)}, since)
+        own.update({_nct_id(r): r for r in source.search_studies(params).studies})
+    summary.records += [("portfolio", r) for r in own.values()]
+
+    current = {i: stored[i] for i in summary.portfolio_ids if i in stored} | own
+    for condition, phase in _cohorts(current.values()):
+        params = peer_cohort_params(
+            condition, phase, start_within_years=peer_start_within_years, today=today
+        )
+        result = source.search_studies(
+            incremental_params(params, since), max_studies=peer_cohort_max
+        )
+        summary.peer_searches += 1
+        if result.count_mismatch:
+            summary.count_mismatches.append(f"{condition} / {phase}: {result.count_mismatch}")
+        summary.records += [
+            ("peer", r) for r in result.studies if _nct_id(r) not in set(summary.portfolio_ids)
+        ]
+    return summary
+
+
+def _cohorts(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(first condition, last phase) of each portfolio study."""
+    pairs = set()
+    for record in records:
+        protocol = record.get("protocolSection") or {}
+        conditions = (protocol.get("conditionsModule") or {}).get("conditions") or []
+        phases = (protocol.get("designModule") or {}).get("phases") or []
+        phases = [p for p in phases if p.startswith("PHASE")]
+        if conditions and phases:
+            pairs.add((conditions[0], phases[-1]))
+    return sorted(pairs)
+
+
+def store(
+    con: duckdb.DuckDBPyConnection,
+    summary: FetchSummary,
+    *,
+    source_name: str,
+    requests: int,
+    retries: int,
+) -> int:
+    """Insert new record versions and the fetch log in one transaction; returns new versions."""
+    fetched_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = []
+    for role, record in summary.records:
+        text = json.dumps(record, sort_keys=True, ensure_ascii=False)
+        status = (record.get("protocolSection") or {}).get("statusModule") or {}
+        rows.append(
+            {
+                "nct_id": _nct_id(record),
+                "record_hash": hashlib.sha256(text.encode()).hexdigest(),
+                "role": role,
+                "last_update_post_date": (status.get("lastUpdatePostDateStruct") or {}).get("date"),
+                "data_timestamp": summary.data_timestamp,
+                "fetched_at": fetched_at,
+                "source": source_name,
+                "record": text,
+            }
+        )
+    con.execute("begin transaction")
+    try:
+        before = con.execute("select count(*) from registry.raw_studies").fetchall()[0][0]
+        if rows:
+            frame = pl.DataFrame(rows).unique(["nct_id", "record_hash"], keep="first")
+            con.register("_registry_rows", frame.to_arrow())
+            con.execute(
+                """
+                insert into registry.raw_studies
+                select nct_id, record_hash, role, last_update_post_date, data_timestamp,
+                       fetched_at, source, record::json
+                from _registry_rows
+                on conflict do nothing
+                """
+            )
+            con.unregister("_registry_rows")
+        new_versions = (
+            con.execute("select count(*) from registry.raw_studies").fetchone()[0] - before
+        )
+        con.execute(
+            "insert into registry.fetches values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [fetched_at, summary.data_timestamp, summary.since, source_name,
+             len(summary.portfolio_ids), len(rows), new_versions, requests, retries],
+        )  # fmt: skip
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return new_versions
+
+
+def rebuild_flat_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Flatten the newest version of every record into registry.<table>; returns row counts."""
+    latest = latest_records(con)
+    roles = {nct_id: role for nct_id, (role, _) in latest.items()}
+    tables = flatten_studies(record for _, record in latest.values()).tables()
+    tables["studies"] = tables["studies"].with_columns(
+        pl.col("nct_id").replace_strict(roles, default=None, return_dtype=pl.Utf8).alias("role")
+    )
+    counts = {}
+    for name in FLAT_TABLES:
+        frame = tables[name]
+        con.register("_flat", frame.to_arrow())
+        con.execute(f"create or replace table registry.{name} as select * from _flat")
+        con.unregister("_flat")
+        counts[name] = frame.height
+    return counts
