@@ -46,8 +46,13 @@ def _source(settings):
             "registry's data timestamp and fetch time; registry.fetches logs each run.",
         ),
         *[
-            dg.AssetSpec(key, group_name="registry", kinds={"duckdb"}, deps=[RAW_STUDIES_KEY],
-                         description=DESCRIPTIONS[name])  # fmt: skip
+            dg.AssetSpec(
+                key,
+                group_name="registry",
+                kinds={"duckdb"},
+                deps=[RAW_STUDIES_KEY],
+                description=DESCRIPTIONS[name],
+            )  # fmt: skip
             for name, key in FLAT_KEYS.items()
         ],
     ],
@@ -60,7 +65,9 @@ def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
     source, source_name = _source(settings)
     with warehouse.connect() as con:
         registry_store.ensure_schema(con)
-        portfolio_ids = sorted(set(registry_store.roster_nct_ids(con)) | set(settings.registry_nct_ids))
+        portfolio_ids = sorted(
+            set(registry_store.roster_nct_ids(con)) | set(settings.registry_nct_ids)
+        )
         since = registry_store.previous_data_timestamp(con)
         stored = {
             nct_id: record
