@@ -140,6 +140,15 @@ def check_delivery(
     except DeliveryFileError as exc:
         result.add(Problem(exc.rule, exc.message, row=exc.row))
         return result
+    except Exception as exc:  # noqa: BLE001 - a reader library failing on a file we did not foresee
+        result.add(
+            Problem(
+                "file.unreadable",
+                f"The file could not be read as {feed_profile.file.type} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}).",
+            )
+        )
+        return result
     result.row_count = raw.frame.height
 
     renames = _check_header(raw, feed_profile, feed, result)

@@ -9,7 +9,7 @@ and nothing of that fetch is stored.
 
 import dagster as dg
 
-from ingest.registry import RegistryClient, ReplaySource
+from ingest.registry import RegistryClient, RegistryError, ReplaySource
 from ingest.registry import store as registry_store
 from ingest.settings import WAREHOUSE_WRITER_POOL, load_settings
 from orchestration.defs.smo_deliveries import RAW_KEYS
@@ -74,14 +74,25 @@ def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
             for nct_id, (role, record) in registry_store.latest_records(con).items()
             if role == "portfolio"
         }
-        summary = registry_store.fetch_registry(
-            source,
-            portfolio_ids,
-            since=since,
-            stored=stored,
-            peer_start_within_years=settings.peer_start_within_years,
-            peer_cohort_max=settings.peer_cohort_max,
-        )
+        try:
+            summary = registry_store.fetch_registry(
+                source,
+                portfolio_ids,
+                since=since,
+                stored=stored,
+                peer_start_within_years=settings.peer_start_within_years,
+                peer_cohort_max=settings.peer_cohort_max,
+            )
+        except RegistryError as exc:
+            # The client already retried; Dagster's RetryPolicy retries again only what may pass
+            # later (network, 429, 5xx). An unreadable answer fails at once. Nothing is stored.
+            transient = settings.registry_mode == "live" and (
+                exc.status is None or exc.status == 429 or exc.status >= 500
+            )
+            raise dg.Failure(
+                description=f"ClinicalTrials.gov fetch failed, nothing stored: {exc}",
+                allow_retries=transient,
+            ) from exc
         stats = source.stats
         new_versions = registry_store.store(
             con, summary, source_name=source_name, requests=stats.requests, retries=stats.retries

@@ -82,3 +82,19 @@ def test_examples_are_capped_but_totals_complete(catalogue, tmp_path):
     shown = [p for p in result.problems if p.rule == "key.unique"]
     assert total.count == 2 * len(rows) > EXAMPLES_PER_RULE
     assert len(shown) == EXAMPLES_PER_RULE
+
+
+def test_a_reader_failing_unexpectedly_is_a_rejection_not_a_crash(catalogue, monkeypatch):
+    """A file that trips the CSV library in a way nobody foresaw is still reported, not raised."""
+    import polars as pl
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("internal parser error at byte 17")
+
+    monkeypatch.setattr(pl, "read_csv", broken)
+    bad = catalogue["duplicate_keys"]
+    result = check_delivery(
+        bad.path, load_profile(bad.profile_path), received_at=RECEIVED, roster=bad.roster
+    )
+    assert [t.rule for t in result.totals] == ["file.unreadable"]
+    assert "RuntimeError: internal parser error" in result.problems[0].message

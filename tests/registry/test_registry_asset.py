@@ -1,0 +1,50 @@
+"""The registry asset on real Dagster machinery: metadata, and failures that store nothing."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import duckdb
+
+from orchestration.defs.registry import registry_studies
+from orchestration.resources import DuckDBWarehouse
+
+
+def test_registry_asset_reports_what_it_fetched(project_env, data_dir, monkeypatch):
+    monkeypatch.setenv("SMO_REGISTRY_NCT_IDS", ",".join(
+        json.loads((data_dir / "ground_truth.json").read_text())["registry"]["portfolio_nct_ids"]))  # fmt: skip
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [registry_studies], resources={"warehouse": DuckDBWarehouse()}, instance=instance
+        )
+    assert result.success
+    [raw] = [
+        m
+        for m in result.get_asset_materialization_events()
+        if m.asset_key.path[-1] == "raw_studies"
+    ]
+    metadata = raw.materialization.metadata
+    assert metadata["data_timestamp"].value == "2026-11-16T09:00:00"
+    assert metadata["mode"].value == "replay"
+    assert metadata["incremental_since"].value == "full fetch"
+    assert metadata["new_record_versions"].value == metadata["records_fetched"].value > 0
+    assert metadata["requests"].value == 0  # replay: no HTTP at all
+
+
+def test_unreadable_replay_fails_cleanly_without_retries_and_stores_nothing(
+    project_env, data_dir, monkeypatch
+):
+    monkeypatch.setenv("SMO_REGISTRY_NCT_IDS", "NCT90000001")
+    version = data_dir / "registry" / "version.json"
+    version.write_text('{"dataTimestamp": "2026-11-')  # truncated
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([registry_studies], resources={"warehouse": DuckDBWarehouse()},
+                                instance=instance, raise_on_error=False)  # fmt: skip
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    message = failure.step_failure_data.user_failure_data.description
+    assert "nothing stored" in message and "version" in message
+    assert not any(e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in result.all_events)
+    with duckdb.connect(str(project_env / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from registry.raw_studies").fetchone()[0] == 0
