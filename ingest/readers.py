@@ -7,9 +7,7 @@ raise `DeliveryFileError` with a rule id from `expectations.contracts.RULES`.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,69 +143,41 @@ def _strip(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.rename({c: c.strip().lstrip("\ufeff") for c in frame.columns})
 
 
-def _cell_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat(" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _read_xlsx(path: Path, opts: FileOptions) -> RawFrame:
-    """Cells are read as the workbook stores them: real date cells become ISO text."""
-    from openpyxl import load_workbook
+    """Cells as text, read with calamine; real date cells become ISO dates."""
+    import fastexcel
 
     try:
-        book = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        book = fastexcel.read_excel(path)
+    except Exception as exc:  # noqa: BLE001 - calamine raises its own types for broken workbooks
         raise DeliveryFileError(
             "file.unreadable", f"Not a readable XLSX workbook ({exc})."
         ) from None
+    if opts.sheet not in book.sheet_names:
+        raise DeliveryFileError(
+            "file.sheet_missing",
+            f"No sheet named {opts.sheet!r}; the workbook has {book.sheet_names}.",
+        )
     try:
-        if opts.sheet not in book.sheetnames:
-            raise DeliveryFileError(
-                "file.sheet_missing",
-                f"No sheet named {opts.sheet!r}; the workbook has {book.sheetnames}.",
-            )
-        rows = book[opts.sheet].iter_rows(min_row=opts.header_row, values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise DeliveryFileError(
-                "file.no_rows", f"Sheet {opts.sheet!r} has no row {opts.header_row} (the header)."
-            )
-        names = [str(h).strip() if h is not None else "" for h in header]
-        while names and names[-1] == "":
-            names.pop()
-        width = len(names)
-        columns: list[list[str | None]] = [[] for _ in range(width)]
-        for row in rows:
-            cells = [_cell_text(v) for v in row[:width]]
-            if all(c is None for c in cells):
-                continue
-            cells += [None] * (width - len(cells))
-            for i, cell in enumerate(cells):
-                columns[i].append(cell)
-    finally:
-        book.close()
-    names = _dedupe(names)
-    frame = pl.DataFrame(
-        {n: pl.Series(n, col, dtype=pl.Utf8) for n, col in zip(names, columns, strict=True)}
+        sheet = book.load_sheet_by_name(opts.sheet, header_row=opts.header_row - 1, dtypes="string")
+        frame = sheet.to_polars()
+    except Exception as exc:  # noqa: BLE001
+        raise DeliveryFileError(
+            "file.unreadable",
+            f"Sheet {opts.sheet!r} cannot be read from row {opts.header_row} ({exc}).",
+        ) from None
+    unnamed = [
+        c
+        for c in frame.columns
+        if c.startswith("__UNNAMED__") and frame[c].null_count() == frame.height
+    ]
+    frame = frame.drop(unnamed)
+    frame = frame.filter(~pl.all_horizontal(pl.all().is_null()))  # blank rows are not data
+    # A date cell reads as "2024-03-05 00:00:00"; at midnight it is a date.
+    frame = frame.with_columns(
+        pl.all().cast(pl.Utf8).str.replace(r"^(\d{4}-\d\d-\d\d) 00:00:00$", "$1")
     )
     return RawFrame(_strip(frame), first_data_row=opts.header_row + 1)
-
-
-def _dedupe(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        out.append(name if count == 0 else f"{name}_duplicated_{count - 1}")
-    return out
 
 
 def _read_xport(path: Path, opts: FileOptions) -> RawFrame:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,8 +113,7 @@ class Dialect:
                 return (value - EXCEL_EPOCH).days
             if self.file_type == "xlsx" and fmt == "%Y-%m-%d":
                 return value  # a real date cell
-            text = value.strftime(fmt)
-            return text.lstrip("0") if fmt.startswith("%d-%b") else text
+            return _format_date(value, fmt)
         if dtype == "float":
             if self.file_type == "xlsx":
                 return value
@@ -134,6 +134,13 @@ class Dialect:
         return list(fd.headers.values()) + list(fd.extra_columns)
 
 
+@functools.lru_cache(maxsize=65536)
+def _format_date(value: dt.date, fmt: str) -> str:
+    """Dates repeat millions of times in a large portfolio; format each distinct one once."""
+    text = value.strftime(fmt)
+    return text.lstrip("0") if fmt.startswith("%d-%b") else text  # 5-Mar-2024, not 05-Mar-2024
+
+
 class FeedWriter:
     """Streams one delivery file: open, write rows in batches, close."""
 
@@ -144,49 +151,54 @@ class FeedWriter:
             self._handle = path.open("w", encoding=dialect.encoding, newline="")
             self._csv = csv.writer(self._handle, delimiter=dialect.delimiter, lineterminator="\r\n")
             self._csv.writerow(dialect.header(feed))
-        else:
-            from openpyxl import Workbook
+            return
+        import xlsxwriter
 
-            self._book = Workbook(write_only=True)
-            self._sheet = self._book.create_sheet(dialect.feeds[feed].sheet)
-            for line in dialect.title_rows:
-                self._sheet.append([line.format(title=title)])
-            self._sheet.append(dialect.header(feed))
+        # constant_memory streams rows to disk; the fixed creation time keeps bytes reproducible.
+        self._book = xlsxwriter.Workbook(
+            str(path),
+            {"constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
+             "strings_to_urls": False},
+        )  # fmt: skip
+        self._book.set_properties({"created": dt.datetime(*FIXED_XLSX_TIME)})
+        self._sheet = self._book.add_worksheet(dialect.feeds[feed].sheet)
+        self._date_format = self._book.add_format({"num_format": "yyyy-mm-dd"})
+        self._row = 0
+        for line in dialect.title_rows:
+            self._sheet.write_string(self._row, 0, line.format(title=title))
+            self._row += 1
+        self._sheet.write_row(self._row, 0, dialect.header(feed))
+        self._row += 1
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
         rows = self.dialect.rows(self.feed, records)
         if self.dialect.file_type == "csv":
             self._csv.writerows(rows)
-        else:
-            for row in rows:
-                self._sheet.append(row)
+            return
+        sheet, date_format = self._sheet, self._date_format
+        for row in rows:
+            for col, value in enumerate(row):
+                if value is None or value == "":
+                    continue
+                if isinstance(value, dt.date):
+                    sheet.write_datetime(
+                        self._row, col, dt.datetime.combine(value, dt.time()), date_format
+                    )
+                elif isinstance(value, int | float):
+                    sheet.write_number(self._row, col, value)
+                else:
+                    sheet.write_string(self._row, col, str(value))
+            self._row += 1
 
     def close(self) -> None:
         if self.dialect.file_type == "csv":
             self._handle.close()
         else:
-            self._book.save(self.path)
-            _freeze_xlsx_timestamps(self.path)
+            self._book.close()
 
 
 #: What an XLSX file says about when it was made: fixed, so a seed always gives the same bytes.
 FIXED_XLSX_TIME = (2026, 1, 1, 0, 0, 0)
-
-
-def _freeze_xlsx_timestamps(path: Path) -> None:
-    """openpyxl stamps 'now' into the zip entries and docProps/core.xml; replace both."""
-    import re
-    import zipfile
-
-    with zipfile.ZipFile(path) as source:
-        entries = [(info, source.read(info)) for info in source.infolist()]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
-        for info, data in entries:
-            if info.filename == "docProps/core.xml":
-                data = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", b"2026-01-01T00:00:00Z", data)
-            frozen = zipfile.ZipInfo(info.filename, date_time=FIXED_XLSX_TIME)
-            frozen.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(frozen, data)
 
 
 def write_feed(

@@ -283,7 +283,7 @@ def build_portfolio(seed: int, scale: Scale, weeks: int, end: dt.date) -> Portfo
                 mesh_id=mesh,
                 start=end - dt.timedelta(days=rng.randint(560, 720)),
                 treatment_days=rng.choice((168, 252, 336)),
-                visit_every_days=rng.choice((21, 28)),
+                visit_every_days=rng.choice((7, 10)),
                 smo_ids=smo_ids,
             )
         )
@@ -404,7 +404,7 @@ def site_history(portfolio: Portfolio, site: Site) -> SiteHistory:
     rate = portfolio.base_screening_per_month
     rate *= {"never_enrolling": 0.0, "slow_enrolling": 0.15}.get(role, 1.0)
     sf_prob = 0.6 if role == "high_screen_failure" else 0.12
-    dev_per_day = 0.0035 * {
+    dev_per_day = 0.0065 * {
         "many_important_deviations": 4.0,
         "under_reporting_deviations": 0.04,
     }.get(role, 1.0)
@@ -482,7 +482,9 @@ def _subject_events(
         stop = subject["discontinued_date"] or subject["completed_date"]
         while day <= stop and day <= end + 42 * DAY:
             week = (day - randomized).days // 7
-            visits.append((f"V{n:02d}", f"Week {week}", day))
+            # Two contacts in three are phone calls: visit records, but no visit fee.
+            phone = n % 3 != 0
+            visits.append((f"V{n:02d}", f"Week {week}" + (" (phone)" if phone else ""), day))
             n, day = n + 1, day + study.visit_every_days * DAY
     for visit_id, name, planned in visits:
         missed = visit_id not in ("V01", "V02") and rng.random() < 0.03
@@ -503,7 +505,7 @@ def _subject_events(
                 "_missed": missed,
             }
         )
-        if actual is not None and visit_id != "V01":
+        if actual is not None and visit_id != "V01" and not name.endswith("(phone)"):
             _pay(history, rng, smo, "VISIT", actual, fee, end, holdback=0.1)
     if subject["screen_failed_date"] is not None:
         _pay(history, rng, smo, "SCREEN_FAIL", subject["screen_failed_date"], fee * 0.5, end)
