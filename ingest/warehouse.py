@@ -80,16 +80,22 @@ def next_delivery_id(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("select nextval('ops.delivery_id_seq')").fetchone()[0]
 
 
+def current_rows_sql(feed: str) -> str:
+    """SQL for the current rows of a feed: those of the delivery current per (SMO, study)."""
+    study_match = (
+        "c.study_id = r.study_id" if FEEDS[feed].per_study else f"c.study_id = '{ALL_STUDIES}'"
+    )
+    return f"""
+        select r.* exclude (_source_row)
+        from raw.{feed} r
+        join ops.current_deliveries c
+          on c.delivery_id = r._delivery_id and c.feed = '{feed}' and {study_match}
+    """
+
+
 def current_roster(con: duckdb.DuckDBPyConnection, smo_id: str) -> frozenset[str]:
     rows = con.execute(
-        """
-        select s.study_id, s.site_id
-        from raw.sites s
-        join ops.current_deliveries c
-          on c.delivery_id = s._delivery_id and c.feed = 'sites' and c.study_id = s.study_id
-        where c.smo_id = ?
-        """,
-        [smo_id],
+        f"select study_id, site_id from ({current_rows_sql('sites')}) where smo_id = ?", [smo_id]
     ).fetchall()
     return roster_keys([r[0] for r in rows], [r[1] for r in rows])
 

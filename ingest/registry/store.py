@@ -27,6 +27,7 @@ import polars as pl
 from ingest.registry.client import RegistrySource
 from ingest.registry.flatten import flatten_studies
 from ingest.registry.queries import incremental_params, peer_cohort_params
+from ingest.warehouse import current_rows_sql
 
 DDL = """
 create schema if not exists registry;
@@ -102,12 +103,7 @@ def roster_nct_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
     if not exists:
         return []
     rows = con.execute(
-        """
-        select distinct s.nct_id from raw.sites s
-        join ops.current_deliveries c
-          on c.delivery_id = s._delivery_id and c.feed = 'sites' and c.study_id = s.study_id
-        where s.nct_id is not null
-        """
+        f"select distinct nct_id from ({current_rows_sql('sites')}) where nct_id is not null"
     ).fetchall()
     return sorted(r[0].strip().upper() for r in rows if r[0] and r[0].strip())
 

@@ -18,7 +18,7 @@ from expectations.contracts import feed_schema, validate
 from expectations.feeds import FEEDS
 from ingest.inbox import BatchSummary, process_inbox, ready_files
 from ingest.settings import WAREHOUSE_WRITER_POOL, load_settings
-from ingest.warehouse import ALL_STUDIES, ensure_schema
+from ingest.warehouse import current_rows_sql, ensure_schema
 from orchestration.resources import DuckDBWarehouse
 
 RAW_KEYS = {feed: dg.AssetKey(["raw", feed]) for feed in FEEDS}
@@ -87,20 +87,8 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
     return checks
 
 
-def current_rows_query(feed: str) -> str:
-    study_match = (
-        "c.study_id = r.study_id" if FEEDS[feed].per_study else f"c.study_id = '{ALL_STUDIES}'"
-    )
-    return f"""
-        select r.* exclude (_source_row)
-        from raw.{feed} r
-        join ops.current_deliveries c
-          on c.delivery_id = r._delivery_id and c.feed = '{feed}' and {study_match}
-    """
-
-
 def _contract_check(con: duckdb.DuckDBPyConnection, feed: str) -> dg.AssetCheckResult:
-    frame = con.sql(current_rows_query(feed)).pl().drop("_delivery_id")
+    frame = con.sql(current_rows_sql(feed)).pl().drop("_delivery_id")
     key = FEEDS[feed].key
     schema = feed_schema(feed, unique_within=() if "smo_id" in key else ("smo_id",))
     failures = validate(frame, schema)
@@ -202,9 +190,7 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
                 o.rows if o.status in ("ACCEPTED", "SUPERSEDED") else 0
             )
         for feed, key in RAW_KEYS.items():
-            current = con.execute(f"select count(*) from ({current_rows_query(feed)})").fetchone()[
-                0
-            ]
+            current = con.execute(f"select count(*) from ({current_rows_sql(feed)})").fetchone()[0]
             stats = by_feed.get(feed, {})
             yield dg.MaterializeResult(
                 asset_key=key,

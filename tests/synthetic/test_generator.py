@@ -59,9 +59,9 @@ def loaded(small_portfolio, tmp_path_factory):
 
 
 def current(con, feed: str) -> str:
-    from orchestration.defs.smo_deliveries import current_rows_query
+    from ingest.warehouse import current_rows_sql
 
-    return f"({current_rows_query(feed)})"
+    return f"({current_rows_sql(feed)})"
 
 
 def test_every_generated_delivery_is_accepted(loaded):
