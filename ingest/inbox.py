@@ -85,9 +85,14 @@ def _load_order(profile: Profile, path: Path) -> tuple:
     return (delivery_date, FEED_LOAD_ORDER.index(feed_profile.feed), path.name)
 
 
+def _stored_path(path: Path, folder: Path, delivery_id: int) -> Path:
+    """Where a processed file is kept: prefixed with its delivery id, so names never clash."""
+    return folder / f"{delivery_id:06d}__{path.name}"
+
+
 def _move(path: Path, folder: Path, delivery_id: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{delivery_id:06d}__{path.name}"
+    target = _stored_path(path, folder, delivery_id)
     shutil.move(path, target)
     return target
 
@@ -164,7 +169,7 @@ def process_file(
 
     result = check_delivery(path, profile, received_at=received_at, roster=roster, sha256=sha256)
     if result.accepted:
-        stored = smo_archive / f"{delivery_id:06d}__{path.name}"
+        stored = _stored_path(path, smo_archive, delivery_id)  # named in the ledger before the move
         status = warehouse.load_accepted(
             con,
             delivery_id,
@@ -178,7 +183,7 @@ def process_file(
             delivery_id, profile.smo_id, result.feed, path.name, status, result.row_count, 0, stored
         )
 
-    stem = smo_quarantine / f"{delivery_id:06d}__{path.name}"
+    stem = _stored_path(path, smo_quarantine, delivery_id)
     _, md_path = write_reports(result, stem)
     stored = _move(path, smo_quarantine, delivery_id)
     warehouse.record(
