@@ -337,7 +337,7 @@ def build_portfolio(seed: int, scale: Scale, weeks: int, end: dt.date) -> Portfo
     studies = _with_targets(studies, sites, base_rate, end)
     for site in sites:
         months = 0 if site.activation is None else (end - site.activation).days / 30.44
-        site.target_enrollment = max(2, round(base_rate * 0.85 * months * 1.1))
+        site.target_enrollment = max(2, round(base_rate * 0.85 * months * 0.9))
     return Portfolio(
         seed=seed,
         scale=scale,
@@ -402,14 +402,17 @@ def site_history(portfolio: Portfolio, site: Site) -> SiteHistory:
     _pay(history, rng, smo, "STARTUP", site.activation, fee * 8, end)
     role = site.role
     rate = portfolio.base_screening_per_month
-    rate *= {"never_enrolling": 0.0, "slow_enrolling": 0.15}.get(role, 1.0)
-    sf_prob = 0.6 if role == "high_screen_failure" else 0.12
+    # A site that under-reports deviations is a busy one: plenty of exposure, too few reports.
+    rate *= {"never_enrolling": 0.0, "slow_enrolling": 0.15, "under_reporting_deviations": 1.6}.get(
+        role, 1.0
+    )
+    sf_prob = 0.6 if role == "high_screen_failure" else 0.08
     dev_per_day = 0.0065 * {
         "many_important_deviations": 4.0,
         "under_reporting_deviations": 0.04,
     }.get(role, 1.0)
-    important_share = {"many_important_deviations": 0.6, "under_reporting_deviations": 0.0}.get(
-        role, 0.15
+    important_share = {"many_important_deviations": 0.8, "under_reporting_deviations": 0.0}.get(
+        role, 0.3
     )
     lag_mean = 21.0 if role == "long_entry_lag" else 2.5
     stop = min(site.closed or end, end)
@@ -553,7 +556,7 @@ def _pay(
 ):
     site = history.site
     invoice = trigger + rng.randint(5, 30) * DAY
-    delay = rng.randint(60, 150) if smo.pays_late else rng.randint(10, 40)
+    delay = rng.randint(60, 150) if smo.pays_late else rng.randint(5, 30)
     amount = round(amount * rng.uniform(0.95, 1.05), 2)
     history.payments.append(
         {
@@ -711,7 +714,11 @@ def snapshot(
                 row["discontinuation_reason"] = None
             yield row
     elif feed == "visits":
+        # An export lists visits of subjects it knows, so none before the subject's screening.
+        screened = {s["subject_id"] for s in history.subjects if s["screened_date"] <= as_of}
         for v in history.visits:
+            if v["subject_id"] not in screened:
+                continue
             if v["planned_date"] > as_of + 35 * DAY and v["visit_id"] not in ("V01", "V02"):
                 continue
             if v["visit_id"] in ("V01", "V02") and v["planned_date"] > as_of:

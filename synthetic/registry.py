@@ -180,7 +180,9 @@ def peer_records(portfolio: Portfolio, rng: random.Random) -> list[dict]:
             serial += 1
             sites = rng.randint(8, 60)
             months = rng.randint(14, 40)
-            rate = rng.gammavariate(3.0, 0.6 / 3.0)  # participants per site-month, median ~0.55
+            # participants per site-month, median ~1.5: the synthetic portfolio recruits fast, and a
+            # cohort far below it would put every site at the 100th percentile
+            rate = rng.gammavariate(3.0, 1.6 / 3.0)
             start = portfolio.end - dt.timedelta(days=rng.randint(3 * 365, 9 * 365))
             primary = start + dt.timedelta(days=round(months * 30.44))
             country, city = rng.choice(PEER_COUNTRIES)
