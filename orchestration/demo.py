@@ -59,6 +59,35 @@ def _ledger_summary(warehouse_path) -> list[tuple]:
         ).fetchall()
 
 
+def _oversight_summary(warehouse_path) -> list[str]:
+    """The latest week's red sites and SMO RAG: what an oversight lead looks at first."""
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        latest = con.execute("select max(as_of_date) from marts.site_risk_scores").fetchall()[0][0]
+        red_sites = con.execute(
+            """
+            select smo_id, study_id, site_id, risk_score, red_kris from marts.site_risk_scores
+            where as_of_date = ? and risk_level = 'red' order by risk_score desc, site_id
+            """,
+            [latest],
+        ).fetchall()
+        smos = con.execute(
+            """
+            select smo_id, any_value(overall_rag),
+                   string_agg(kpi_id, ', ' order by kpi_id) filter (where rag = 'red')
+            from marts.smo_scorecard where as_of_date = ? group by smo_id order by smo_id
+            """,
+            [latest],
+        ).fetchall()
+    lines = [f"Oversight, as of {latest} (marts.site_risk_scores, marts.smo_scorecard):"]
+    lines += [f"  {smo:<16} {rag.upper():<6} {reds or ''}" for smo, rag, reds in smos]
+    lines.append(f"  {len(red_sites)} sites with a red flag:")
+    lines += [
+        f"    {smo:<14} {study:<8} {site:<8} risk {score:>5.1f}  {kris}"
+        for smo, study, site, score, kris in red_sites
+    ]
+    return lines
+
+
 def main() -> int:
     home = ensure_dagster_home()
     settings = load_settings()
@@ -90,6 +119,7 @@ def main() -> int:
     print(f"  BI publish dir: {settings.publish_dir}")
     print(f"  delivery data : {settings.data_dir}")
     print(f"  Dagster home  : {home}  (run history; `make dev` shows this run)")
+    print("\n".join(_oversight_summary(settings.warehouse_path)))
     return 0
 
 

@@ -1,0 +1,2 @@
+{{ config(materialized='table') }}
+{{ snapshot_as_of('subjects') }}

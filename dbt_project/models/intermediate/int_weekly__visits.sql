@@ -1,0 +1,15 @@
+{{ config(materialized='table') }}
+-- Visits as of each week with the subject's site (the visits feed carries no site).
+with visits as (
+    {{ snapshot_as_of('visits') }}
+)
+
+select
+    v.*,
+    s.site_id
+from visits as v
+left join {{ ref('int_weekly__subjects') }} as s
+    on s.as_of_date = v.as_of_date
+    and s.smo_id = v.smo_id
+    and s.study_id = v.study_id
+    and s.subject_id = v.subject_id

@@ -1,0 +1,188 @@
+"""Poisson-Gamma enrollment forecast per study (Anisimov & Fedorov 2007; spec 3).
+
+Site rates lambda_i ~ Gamma(alpha, beta) are fitted across the study's activated sites by the
+method of moments (the Poisson noise n_i/tau_i adds mean(r)*mean(1/tau) to the variance of the
+observed rates, so it is taken out). Each site's posterior is Gamma(alpha + n_i, beta + tau_i);
+sites not yet active enter at their planned activation date with the prior. Future
+randomizations are Poisson with the drawn rates, simulated day by day. Draws are seeded per study
+(forecast_seed + CRC-32 of the study id), so a forecast is reproducible.
+
+The functions are plain numpy/pandas so tests can import this file directly.
+"""
+
+import datetime as dt
+import zlib
+
+import numpy as np
+import pandas as pd
+
+DAYS_PER_MONTH = 30.4375
+HORIZON_DAYS = 3650
+
+
+def fit_gamma(randomized: np.ndarray, months: np.ndarray) -> tuple[float, float] | None:
+    """(alpha, beta) of the site-rate prior, per month; None without usable exposure."""
+    use = months >= 1.0
+    if not use.any():
+        return None
+    n, tau = randomized[use].astype(float), months[use].astype(float)
+    rates = n / tau
+    mean = rates.mean()
+    if mean <= 0:
+        return None
+    noise = mean * (1.0 / tau).mean()
+    variance = rates.var(ddof=1) - noise if len(rates) > 1 else 0.0
+    # Homogeneous sites (variance explained by Poisson noise alone): a tight prior, not alpha = inf.
+    variance = max(variance, mean * mean / 100.0)
+    return mean * mean / variance, mean / variance
+
+
+def simulate(
+    *,
+    alpha: float,
+    beta: float,
+    randomized: np.ndarray,
+    months: np.ndarray,
+    active: np.ndarray,
+    start_day: np.ndarray,
+    draws: int,
+    seed: int,
+    horizon_days: int = HORIZON_DAYS,
+) -> np.ndarray:
+    """Cumulative future randomizations, shape (draws, horizon_days): day d = end of day d+1."""
+    rng = np.random.default_rng(seed)
+    shape = np.where(active, alpha + randomized, alpha)
+    rate = np.where(active, beta + months, beta)
+    lam = rng.gamma(shape, 1.0 / rate, size=(draws, len(shape)))  # per month
+    days = np.arange(horizon_days)
+    # expected arrivals per day of each draw: sum of the rates of the sites open that day
+    open_sites = (days[None, :] >= start_day[:, None]).astype(float)  # (sites, days)
+    daily_mean = lam @ open_sites / DAYS_PER_MONTH  # (draws, days)
+    return np.cumsum(rng.poisson(daily_mean), axis=1)
+
+
+def forecast_study(
+    sites: pd.DataFrame,
+    *,
+    as_of: dt.date,
+    target: int,
+    planned_end: dt.date | None,
+    draws: int,
+    seed: int,
+) -> dict:
+    """P10/P50/P90 of the date the target is reached and of randomized by the planned end."""
+    activated = sites["activation_date"].notna()
+    closed = sites["closed_date"].notna()
+    pending = ~activated & ~sites["status"].isin(["DROPPED", "CLOSED"])
+    randomized = sites["subjects_randomized"].to_numpy(dtype=float)
+    months = sites["site_months_active"].to_numpy(dtype=float)
+    current = int(randomized.sum())
+    fit = fit_gamma(randomized[activated.to_numpy()], months[activated.to_numpy()])
+    result = {
+        "randomized_to_date": current,
+        "sites_active": int((activated & ~closed).sum()),
+        "sites_pending_activation": int(pending.sum()),
+        "gamma_alpha": None,
+        "gamma_beta": None,
+        "target_date_p10": None,
+        "target_date_p50": None,
+        "target_date_p90": None,
+        "randomized_by_end_p10": None,
+        "randomized_by_end_p50": None,
+        "randomized_by_end_p90": None,
+        "probability_target_by_end": None,
+    }
+    if fit is None:
+        return result
+    alpha, beta = fit
+    result["gamma_alpha"], result["gamma_beta"] = alpha, beta
+    future = ((activated & ~closed) | pending).to_numpy()
+    planned = pd.to_datetime(sites["planned_activation_date"]).dt.date
+    start_day = np.array(
+        [
+            0 if act else max(0, (p - as_of).days) if isinstance(p, dt.date) else 0
+            for act, p in zip(activated, planned, strict=True)
+        ]
+    )
+    cumulative = simulate(
+        alpha=alpha,
+        beta=beta,
+        randomized=randomized[future],
+        months=months[future],
+        active=activated.to_numpy()[future],
+        start_day=start_day[future],
+        draws=draws,
+        seed=seed,
+    )
+    remaining = target - current
+    if remaining <= 0:
+        reached = np.zeros(draws)
+    else:
+        hit = cumulative >= remaining
+        reached = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, np.inf)
+    for pct in (10, 50, 90):
+        day = np.percentile(reached, pct)
+        result[f"target_date_p{pct}"] = (
+            as_of + dt.timedelta(days=int(day)) if np.isfinite(day) else None
+        )
+    if planned_end is not None and planned_end > as_of:
+        end_day = min((planned_end - as_of).days, cumulative.shape[1]) - 1
+        by_end = current + cumulative[:, end_day]
+        for pct in (10, 50, 90):
+            result[f"randomized_by_end_p{pct}"] = int(np.percentile(by_end, pct))
+        result["probability_target_by_end"] = float((by_end >= target).mean())
+    return result
+
+
+def study_seed(base: int, study_id: str) -> int:
+    return base + zlib.crc32(study_id.encode())
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    draws = int(dbt.config.get("forecast_draws") or 2000)
+    base_seed = int(dbt.config.get("forecast_seed") or 20261122)
+    sites = dbt.ref("int_site_week__enrollment").df()
+    studies = dbt.ref("stg_ctgov__studies").df()
+    as_of = sites["as_of_date"].max()
+    sites = sites[sites["as_of_date"] == as_of]
+    as_of = pd.Timestamp(as_of).date()
+    registry = studies[studies["role"] == "portfolio"].set_index("nct_id")
+    rows = []
+    for study_id, group in sites.groupby("study_id", sort=True):
+        nct_ids = group["nct_id"].dropna().unique()
+        record = registry.loc[nct_ids[0]] if len(nct_ids) and nct_ids[0] in registry.index else None
+        if record is not None and pd.notna(record["enrollment_count"]):
+            target, target_source = int(record["enrollment_count"]), "registry"
+        else:
+            target, target_source = int(group["target_enrollment"].fillna(0).sum()), "site_targets"
+        planned_end = None
+        if record is not None and pd.notna(record["primary_completion_date"]):
+            planned_end = pd.Timestamp(record["primary_completion_date"]).date()
+        seed = study_seed(base_seed, study_id)
+        row = {
+            "as_of_date": as_of,
+            "study_id": study_id,
+            "nct_id": nct_ids[0] if len(nct_ids) else None,
+            "target_enrollment": target,
+            "target_source": target_source,
+            "planned_end_date": planned_end,
+            "draws": draws,
+            "seed": seed,
+        }
+        row.update(
+            forecast_study(
+                group, as_of=as_of, target=target, planned_end=planned_end, draws=draws, seed=seed
+            )
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in (
+        "as_of_date",
+        "planned_end_date",
+        "target_date_p10",
+        "target_date_p50",
+        "target_date_p90",
+    ):
+        frame[column] = pd.to_datetime(frame[column]).dt.date
+    return frame

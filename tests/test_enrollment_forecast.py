@@ -1,0 +1,113 @@
+"""The Poisson-Gamma forecast (dbt Python model) on small hand-checked inputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ingest.settings import DBT_PROJECT_DIR
+
+_spec = importlib.util.spec_from_file_location(
+    "enrollment_forecast", DBT_PROJECT_DIR / "models" / "marts" / "enrollment_forecast.py"
+)
+forecast = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(forecast)
+
+AS_OF = dt.date(2026, 6, 29)
+
+
+def _sites(rows: list[dict]) -> pd.DataFrame:
+    base = {"status": "ENROLLING", "closed_date": None, "planned_activation_date": None}
+    return pd.DataFrame([{**base, **row} for row in rows])
+
+
+def test_gamma_prior_by_moments_removes_poisson_noise():
+    # rates 0, 2, 4 per month over 5 months each: mean 2, sample variance 4; Poisson noise
+    # mean x mean(1/tau) = 2 x 0.2 = 0.4 -> between-site variance 3.6.
+    alpha, beta = forecast.fit_gamma(np.array([0, 10, 20]), np.array([5.0, 5.0, 5.0]))
+    assert alpha == pytest.approx(4 / 3.6)
+    assert beta == pytest.approx(2 / 3.6)
+
+
+def test_homogeneous_sites_get_a_tight_prior_not_an_infinite_one():
+    # rates 1, 2, 3 over 2 months: variance 1 equals the Poisson noise 2 x 0.5, so the
+    # between-site variance floors at mean^2 / 100 = 0.04: alpha 100, beta 50.
+    alpha, beta = forecast.fit_gamma(np.array([2, 4, 6]), np.array([2.0, 2.0, 2.0]))
+    assert (alpha, beta) == pytest.approx((100.0, 50.0))
+
+
+def test_no_exposure_means_no_forecast():
+    assert forecast.fit_gamma(np.array([0, 0]), np.array([0.5, 0.2])) is None
+    result = forecast.forecast_study(
+        _sites([{"activation_date": None, "subjects_randomized": 0, "site_months_active": 0.0}]),
+        as_of=AS_OF,
+        target=10,
+        planned_end=None,
+        draws=100,
+        seed=1,
+    )
+    assert result["target_date_p50"] is None and result["gamma_alpha"] is None
+
+
+def _two_sites(**extra) -> pd.DataFrame:
+    return _sites(
+        [
+            {"activation_date": dt.date(2025, 6, 29), "subjects_randomized": 24,
+             "site_months_active": 12.0},
+            {"activation_date": dt.date(2025, 6, 29), "subjects_randomized": 12,
+             "site_months_active": 12.0},
+        ]
+        + ([extra] if extra else [])
+    )  # fmt: skip
+
+
+def test_forecast_is_reproducible_and_ordered():
+    kwargs = dict(as_of=AS_OF, target=100, planned_end=dt.date(2027, 6, 29), draws=2000, seed=7)
+    first = forecast.forecast_study(_two_sites(), **kwargs)
+    again = forecast.forecast_study(_two_sites(), **kwargs)
+    assert first == again
+    assert first["target_date_p10"] <= first["target_date_p50"] <= first["target_date_p90"]
+    assert (
+        first["randomized_by_end_p10"]
+        <= first["randomized_by_end_p50"]
+        <= first["randomized_by_end_p90"]
+    )
+    # Two sites at about 3 randomized per month together: 64 more take about 21 months, and a
+    # year from now they are near 36 + 36 = 72, short of 100.
+    p50_months = (first["target_date_p50"] - AS_OF).days / 30.4375
+    assert 17 < p50_months < 26
+    assert 60 < first["randomized_by_end_p50"] < 85
+    assert first["probability_target_by_end"] < 0.1
+
+
+def test_a_pending_site_starts_at_its_planned_activation():
+    planned = AS_OF + dt.timedelta(days=200)
+    with_pending = _two_sites(
+        activation_date=None,
+        status="SELECTED",
+        subjects_randomized=0,
+        site_months_active=0.0,
+        planned_activation_date=planned,
+    )
+    kwargs = dict(as_of=AS_OF, target=100, planned_end=dt.date(2027, 6, 29), draws=2000, seed=7)
+    base = forecast.forecast_study(_two_sites(), **kwargs)
+    more = forecast.forecast_study(with_pending, **kwargs)
+    assert more["sites_pending_activation"] == 1
+    assert more["target_date_p50"] < base["target_date_p50"]
+    # before its activation the pending site adds nothing: same draws for the first 200 days
+    cumulative = forecast.simulate(
+        alpha=2.0, beta=1.0, randomized=np.array([0.0]), months=np.array([0.0]),
+        active=np.array([False]), start_day=np.array([200]), draws=50, seed=3,
+    )  # fmt: skip
+    assert cumulative[:, :200].sum() == 0 and cumulative[:, -1].sum() > 0
+
+
+def test_target_already_reached_is_reached_today():
+    result = forecast.forecast_study(
+        _two_sites(), as_of=AS_OF, target=30, planned_end=None, draws=100, seed=1
+    )
+    assert result["target_date_p10"] == result["target_date_p90"] == AS_OF

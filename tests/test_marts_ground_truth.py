@@ -1,0 +1,212 @@
+"""The marts find what the generator planted in the demo portfolio, and nothing else.
+
+One refresh of the demo-scale portfolio (4 SMOs, 60 sites, 8 weekly deliveries) through the real
+Dagster job; every test reads the resulting warehouse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+import duckdb
+import pytest
+
+from orchestration.demo import refresh_job
+
+pytestmark = pytest.mark.integration
+
+#: The KRI a planted site behaviour must turn red.
+EXPECTED_RED_KRI = {
+    "never_enrolling": "non_enrolling_site",
+    "slow_enrolling": "enrollment_rate",
+    "high_screen_failure": "screen_failure_rate",
+    "many_important_deviations": "important_deviation_rate",
+    "under_reporting_deviations": "important_deviation_rate",
+    "long_entry_lag": "entry_lag_over_10d_share",
+    "crc_turnover": "crc_turnover",
+    "retroactive_edits": "retroactive_changes",
+}
+
+
+@pytest.fixture(scope="module")
+def demo(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict]]:
+    from synthetic.generate import generate
+
+    root = tmp_path_factory.mktemp("demo")
+    truth = generate(root / "data", scale="demo", weeks=8, seed=7)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SMO_WAREHOUSE_PATH", str(root / "warehouse.duckdb"))
+        mp.setenv("SMO_DATA_DIR", str(root / "data"))
+        mp.setenv("SMO_PUBLISH_DIR", str(root / "publish"))
+        mp.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
+        (root / "dagster_home").mkdir()
+        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+            result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
+            assert result.success
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        yield con, truth
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def test_red_site_flags_are_exactly_the_planted_sites(demo):
+    con, truth = demo
+    planted = {
+        (p["smo_id"], p["study_id"], p["site_id"]): p["role"] for p in truth["planted_sites"]
+    }
+    red = _rows(
+        con,
+        """
+        select smo_id, study_id, site_id, kri_id from marts.site_flags
+        where comparison_group = 'study' and flag = 'red'
+          and as_of_date = (select max(as_of_date) from marts.site_flags)
+        """,
+    )
+    red_sites = {(smo, study, site) for smo, study, site, _ in red}
+    assert red_sites == set(planted)
+    red_kris = {(smo, study, site, kri) for smo, study, site, kri in red}
+    for site, role in planted.items():
+        assert (*site, EXPECTED_RED_KRI[role]) in red_kris, f"{site} ({role})"
+
+
+def test_risk_scores_rank_the_planted_sites_first(demo):
+    con, truth = demo
+    planted = {(p["smo_id"], p["study_id"], p["site_id"]) for p in truth["planted_sites"]}
+    ranked = _rows(
+        con,
+        """
+        select smo_id, study_id, site_id from marts.site_risk_scores
+        where as_of_date = (select max(as_of_date) from marts.site_risk_scores)
+        order by risk_score desc, red_flags desc
+        """,
+    )
+    assert set(ranked[: len(planted)]) == planted
+    levels = dict(
+        _rows(
+            con,
+            """
+            select risk_level, count(*) from marts.site_risk_scores
+            where as_of_date = (select max(as_of_date) from marts.site_risk_scores)
+            group by 1
+            """,
+        )
+    )
+    assert levels["red"] == len(planted)
+
+
+def test_scorecard_marks_exactly_the_late_paying_smo_red(demo):
+    con, truth = demo
+    latest = "(select max(as_of_date) from marts.smo_scorecard)"
+    red = {
+        smo
+        for (smo,) in _rows(
+            con, f"select distinct smo_id from marts.smo_scorecard "
+            f"where overall_rag = 'red' and as_of_date = {latest}"
+        )
+    }  # fmt: skip
+    assert red == set(truth["late_paying_smos"])
+    payment_red = {
+        smo
+        for (smo,) in _rows(
+            con,
+            f"select distinct smo_id from marts.smo_scorecard where rag = 'red' and "
+            f"kpi_id in ('payment_cycle_days', 'paid_within_terms_share') and as_of_date = {latest}",
+        )
+    }
+    assert payment_red == set(truth["late_paying_smos"])
+
+
+def test_retroactive_changes_are_exactly_the_planted_edits(demo):
+    con, truth = demo
+    found = _rows(
+        con,
+        """
+        select c.smo_id, c.study_id, c.site_id, c.feed, c.record_key, c.change_kind, c.field,
+               c.old_value, c.new_value, c.previous_delivery_date, c.delivery_date
+        from marts.retroactive_changes as c
+        """,
+    )
+    kinds = {
+        "subject_field_changed": ("subjects", "changed"),
+        "deviation_deleted": ("deviations", "deleted"),
+        "deviation_downgraded": ("deviations", "changed"),
+    }
+    expected = set()
+    for edit in truth["retroactive_edits"]:
+        feed, kind = kinds[edit["kind"]]
+        key = f"{edit['site_id']}|{edit['key']}" if feed == "subjects" else edit["key"]
+        expected.add(
+            (edit["smo_id"], edit["study_id"], edit["site_id"], feed, key, kind, edit["field"],
+             edit["old"], edit["new"], edit["previous_delivery_date"],
+             edit["changed_in_delivery_date"])
+        )  # fmt: skip
+    assert {(*row[:9], str(row[9]), str(row[10])) for row in found} == expected
+
+
+def test_registry_hygiene_finds_the_planted_gaps(demo):
+    con, truth = demo
+    registry = truth["registry"]
+    active = {
+        (smo, study, site)
+        for smo, study, site in _rows(
+            con,
+            "select smo_id, study_id, site_id from staging.stg_smo__sites "
+            "where status in ('ACTIVATED', 'ENROLLING')",
+        )
+    }
+    planted_missing = {
+        (s["smo_id"], s["study_id"], s["site_id"])
+        for s in registry["roster_sites_missing_from_registry"]
+    }
+    missing = {
+        tuple(r)
+        for r in _rows(
+            con,
+            "select smo_id, study_id, site_id from marts.registry_hygiene "
+            "where finding = 'site_missing_from_registry'",
+        )
+    }
+    assert missing == planted_missing & active
+    assert missing, "the demo plants missing sites among active ones"
+    stale = {n for (n,) in _rows(con, "select nct_id from marts.registry_hygiene "
+                                      "where finding = 'registry_record_stale'")}  # fmt: skip
+    assert stale == set(registry["stale_registry_studies"])
+
+
+def test_weekly_history_has_every_delivery_week_and_lineage(demo):
+    con, truth = demo
+    weeks = [str(d) for (d,) in _rows(con, "select distinct as_of_date from "
+                                          "marts.kpi_weekly_history order by 1")]  # fmt: skip
+    assert weeks == truth["delivery_dates"]
+    untraced = _rows(
+        con,
+        """
+        select count(*) from marts.kpi_weekly_history as h
+        where h.level = 'site' and not exists (
+            select 1 from marts.deliveries_used as d
+            where d.as_of_date = h.as_of_date and d.smo_id = h.smo_id
+              and d.study_id = h.study_id and d.feed = 'subjects'
+        )
+        """,
+    )[0][0]
+    assert untraced == 0
+    versions = _rows(con, "select distinct kri_version from marts.site_flags")
+    assert versions == _rows(con, "select distinct version from reference.kri_definitions")
+
+
+def test_forecast_covers_every_study(demo):
+    con, truth = demo
+    rows = _rows(
+        con,
+        "select study_id, target_date_p10, target_date_p50, target_date_p90, "
+        "randomized_to_date from marts.enrollment_forecast order by 1",
+    )
+    assert [r[0] for r in rows] == [s["study_id"] for s in truth["studies"]]
+    for study, p10, p50, p90, randomized in rows:
+        assert randomized > 0, study
+        assert p10 is not None and p10 <= p50 <= (p90 or p50), study
