@@ -3,14 +3,10 @@
     ops.current_deliveries points at for that SMO, feed and study ('*' for feeds that are not
     per study). -#}
 {% macro current_snapshot(feed, per_study=true) %}
-select
-    r.* exclude (_delivery_id, _source_row),
-    r._delivery_id as delivery_id,
-    r._source_row as source_row,
-    c.delivery_date
-from {{ source('raw', feed) }} as r
+select h.*
+from {{ ref('stg_smo__' ~ feed ~ '_history') }} as h
 join {{ source('ops', 'current_deliveries') }} as c
-    on c.delivery_id = r._delivery_id
+    on c.delivery_id = h.delivery_id
     and c.feed = '{{ feed }}'
-    and {% if per_study %}c.study_id = r.study_id{% else %}c.study_id = '*'{% endif %}
+    and {% if per_study %}c.study_id = h.study_id{% else %}c.study_id = '*'{% endif %}
 {% endmacro %}

@@ -3,3 +3,14 @@
 {% macro latest_week(column='as_of_date') -%}
 {{ column }} = (select max(as_of_date) from {{ ref('int_calendar__as_of_weeks') }})
 {%- endmacro %}
+
+{#- The latest week's value of each listed KPI per site, one column per KPI, from the KPI formula
+    table; the wide site marts join this instead of recomputing any formula. -#}
+{% macro latest_site_kpis(kpis) %}
+select
+    as_of_date, smo_id, study_id, site_id,
+    {{ pivot_kpis(kpis) }}
+from {{ ref('int_site_week__kpi_inputs') }}
+where {{ latest_week() }}
+group by all
+{% endmacro %}

@@ -8,18 +8,13 @@ with subjects as (
         study_id,
         site_id,
         count(*) as subjects_screened,
-        count(screen_failed_date) as subjects_screen_failed,
-        count(randomized_date) as subjects_randomized,
-        count(discontinued_date) as subjects_discontinued,
-        count(completed_date) as subjects_completed,
+        count(*) filter (where is_screen_failed) as subjects_screen_failed,
+        count(*) filter (where is_randomized) as subjects_randomized,
+        count(*) filter (where is_discontinued) as subjects_discontinued,
+        count(*) filter (where is_completed) as subjects_completed,
         min(randomized_date) as first_randomized_date,
-        -- days each subject has been on study, screening to exit (or the as-of date)
-        sum(greatest(0, date_diff(
-            'day',
-            screened_date,
-            least(as_of_date, coalesce(screen_failed_date, discontinued_date, completed_date, as_of_date))
-        ))) as subject_days
-    from {{ ref('int_weekly__subjects') }}
+        sum(days_on_study) as subject_days
+    from {{ ref('int_weekly__subject_status') }}
     group by all
 )
 

@@ -1,5 +1,5 @@
 {{ config(materialized='table') }}
--- CRC staffing per SMO site and as-of week. Turnover counts CRCs (role CRC) leaving in the 12
+-- CRC staffing and tenure per SMO site and as-of week. Turnover counts CRCs (role CRC) leaving in the 12
 -- months before the as-of date per CRC headcount-year over the same window.
 with assignments as (
     select
@@ -25,6 +25,13 @@ select
         as active_crcs,
     count(*) filter (where role = 'BACKUP_CRC' and (end_date is null or end_date >= as_of_date))
         as active_backup_crcs,
+    -- tenure: days in post of the CRCs who left in the window, and of the CRC in post now
+    avg(date_diff('day', start_date, end_date)) filter (
+        where role = 'CRC' and end_date > as_of_date - interval 365 day and end_date <= as_of_date
+    ) as departed_crc_tenure_days,
+    max(date_diff('day', start_date, as_of_date)) filter (
+        where role = 'CRC' and (end_date is null or end_date >= as_of_date)
+    ) as current_crc_tenure_days,
     coalesce(sum(fte) filter (
         where role in ('CRC', 'BACKUP_CRC') and (end_date is null or end_date >= as_of_date)
     ), 0) as active_crc_fte

@@ -15,9 +15,36 @@ import zlib
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 DAYS_PER_MONTH = 30.4375
 HORIZON_DAYS = 3650
+
+#: The output table's columns and types, fixed so an empty warehouse builds the same table.
+SCHEMA = pa.schema(
+    [
+        ("as_of_date", pa.date32()),
+        ("study_id", pa.string()),
+        ("nct_id", pa.string()),
+        ("target_enrollment", pa.int64()),
+        ("target_source", pa.string()),
+        ("planned_end_date", pa.date32()),
+        ("draws", pa.int64()),
+        ("seed", pa.int64()),
+        ("randomized_to_date", pa.int64()),
+        ("sites_active", pa.int64()),
+        ("sites_pending_activation", pa.int64()),
+        ("gamma_alpha", pa.float64()),
+        ("gamma_beta", pa.float64()),
+        ("target_date_p10", pa.date32()),
+        ("target_date_p50", pa.date32()),
+        ("target_date_p90", pa.date32()),
+        ("randomized_by_end_p10", pa.int64()),
+        ("randomized_by_end_p50", pa.int64()),
+        ("randomized_by_end_p90", pa.int64()),
+        ("probability_target_by_end", pa.float64()),
+    ]
+)
 
 
 def fit_gamma(randomized: np.ndarray, months: np.ndarray) -> tuple[float, float] | None:
@@ -100,7 +127,7 @@ def forecast_study(
     planned = pd.to_datetime(sites["planned_activation_date"]).dt.date
     start_day = np.array(
         [
-            0 if act else max(0, (p - as_of).days) if isinstance(p, dt.date) else 0
+            0 if act or pd.isna(p) else max(0, (p - as_of).days)
             for act, p in zip(activated, planned, strict=True)
         ]
     )
@@ -144,9 +171,10 @@ def model(dbt, session):
     base_seed = int(dbt.config.get("forecast_seed") or 20261122)
     sites = dbt.ref("int_site_week__enrollment").df()
     studies = dbt.ref("stg_ctgov__studies").df()
-    as_of = sites["as_of_date"].max()
-    sites = sites[sites["as_of_date"] == as_of]
-    as_of = pd.Timestamp(as_of).date()
+    if sites.empty:
+        return SCHEMA.empty_table()
+    as_of = pd.Timestamp(sites["as_of_date"].max()).date()
+    sites = sites[pd.to_datetime(sites["as_of_date"]).dt.date == as_of]
     registry = studies[studies["role"] == "portfolio"].set_index("nct_id")
     rows = []
     for study_id, group in sites.groupby("study_id", sort=True):
@@ -176,13 +204,4 @@ def model(dbt, session):
             )
         )
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    for column in (
-        "as_of_date",
-        "planned_end_date",
-        "target_date_p10",
-        "target_date_p50",
-        "target_date_p90",
-    ):
-        frame[column] = pd.to_datetime(frame[column]).dt.date
-    return frame
+    return pa.Table.from_pylist(rows, schema=SCHEMA)

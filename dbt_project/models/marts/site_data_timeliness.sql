@@ -12,12 +12,7 @@ with counts as (
 ),
 
 kpis as (
-    select
-        as_of_date, smo_id, study_id, site_id,
-        {{ pivot_kpis(['entry_lag_mean_days', 'entry_lag_over_10d_share']) }}
-    from {{ ref('int_site_week__kpi_inputs') }}
-    where {{ latest_week() }}
-    group by all
+    {{ latest_site_kpis(['entry_lag_mean_days', 'entry_lag_over_10d_share']) }}
 )
 
 select

@@ -12,14 +12,9 @@ with counts as (
 ),
 
 kpis as (
-    select
-        as_of_date, smo_id, study_id, site_id,
-        {{ pivot_kpis(['deviations_per_visit', 'important_deviation_rate',
+    {{ latest_site_kpis(['deviations_per_visit', 'important_deviation_rate',
             'important_deviation_share', 'deviation_identification_days',
             'deviation_reporting_days', 'open_deviation_age_days']) }}
-    from {{ ref('int_site_week__kpi_inputs') }}
-    where {{ latest_week() }}
-    group by all
 )
 
 select

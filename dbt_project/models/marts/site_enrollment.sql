@@ -4,14 +4,9 @@ with site as (
 ),
 
 kpis as (
-    select
-        as_of_date, smo_id, study_id, site_id,
-        {{ pivot_kpis(['activation_cycle_days', 'irb_approval_days', 'contract_execution_days',
+    {{ latest_site_kpis(['activation_cycle_days', 'irb_approval_days', 'contract_execution_days',
             'time_to_first_patient_days', 'enrollment_rate', 'percent_of_target',
             'screen_failure_rate', 'discontinuation_rate']) }}
-    from {{ ref('int_site_week__kpi_inputs') }}
-    where {{ latest_week() }}
-    group by all
 )
 
 select

@@ -1,13 +1,8 @@
 -- Site payments in the reporting currency in the latest as-of week (SMOs that deliver no
 -- payments feed have no rows).
 with kpis as (
-    select
-        as_of_date, smo_id, study_id, site_id,
-        {{ pivot_kpis(['payment_cycle_days', 'paid_within_terms_share', 'unpaid_over_90d_share',
+    {{ latest_site_kpis(['payment_cycle_days', 'paid_within_terms_share', 'unpaid_over_90d_share',
             'cost_per_randomized']) }}
-    from {{ ref('int_site_week__kpi_inputs') }}
-    where {{ latest_week() }}
-    group by all
 )
 
 select
