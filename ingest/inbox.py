@@ -106,6 +106,7 @@ def process_inbox(
     profiles_dir: Path,
     settle_seconds: float = 0.0,
     now: float | None = None,
+    run_id: str | None = None,
 ) -> BatchSummary:
     warehouse.ensure_schema(con)
     summary = BatchSummary()
@@ -125,7 +126,7 @@ def process_inbox(
         roster = warehouse.current_roster(con, smo_id)
         for path in sorted(files, key=lambda p: _load_order(profile, p)):
             outcome = process_file(
-                con, path, profile, roster, archive=archive, quarantine=quarantine
+                con, path, profile, roster, archive=archive, quarantine=quarantine, run_id=run_id
             )
             summary.outcomes.append(outcome)
             if outcome.feed == "sites" and outcome.status == "ACCEPTED":
@@ -141,6 +142,7 @@ def process_file(
     *,
     archive: Path,
     quarantine: Path,
+    run_id: str | None = None,
 ) -> Outcome:
     received_at = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
     processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -168,6 +170,7 @@ def process_file(
         )
 
     result = check_delivery(path, profile, received_at=received_at, roster=roster, sha256=sha256)
+    gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
     if result.accepted:
         stored = _stored_path(path, smo_archive, delivery_id)  # named in the ledger before the move
         status = warehouse.load_accepted(
@@ -177,6 +180,7 @@ def process_file(
             received_at=received_at,
             processed_at=processed_at,
             stored_path=str(stored),
+            gate_rows=gate_rows,
         )
         _move(path, smo_archive, delivery_id)
         return Outcome(
@@ -196,6 +200,7 @@ def process_file(
         report_path=str(md_path),
         stored_path=str(stored),
     )
+    warehouse.record_gate_results(con, gate_rows)
     first = result.problems[0] if result.problems else None
     return Outcome(
         delivery_id,

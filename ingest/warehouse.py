@@ -9,6 +9,7 @@ the later arrival). Loading one delivery is one transaction, so a crash leaves n
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import duckdb
 import polars as pl
@@ -50,6 +51,17 @@ create table if not exists ops.deliveries (
     duplicate_of    bigint,
     superseded_by   bigint
 );
+create table if not exists ops.gate_results (
+    run_id          varchar,        -- Dagster run id; null outside Dagster (e.g. the CLI)
+    gate            varchar not null, -- delivery | warehouse | publish
+    target          varchar not null, -- the file, dbt node or mart checked
+    check_name      varchar not null, -- rule id, dbt test or expectation
+    success         boolean not null,
+    observed_value  varchar,        -- e.g. failing rows, the observed value
+    details         varchar,        -- JSON: column, examples, severity, error
+    delivery_id     bigint,         -- delivery gate: the delivery checked
+    evaluated_at    timestamp not null
+);
 create table if not exists ops.current_deliveries (
     smo_id        varchar not null,
     feed          varchar not null,
@@ -74,6 +86,86 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(LEDGER_DDL)
     for feed in FEEDS.values():
         con.execute(raw_table_ddl(feed))
+
+
+GATE_RESULT_COLUMNS = (
+    "run_id",
+    "gate",
+    "target",
+    "check_name",
+    "success",
+    "observed_value",
+    "details",
+    "delivery_id",
+    "evaluated_at",
+)
+
+
+def record_gate_results(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
+    """Store gate outcomes as data (spec 5: validated transfers are oversight evidence).
+
+    Each row: gate, target, check_name, success, and optionally run_id, observed_value, details
+    (a dict, stored as JSON), delivery_id, evaluated_at (defaults to now, UTC).
+    """
+    con.execute("create schema if not exists ops")
+    con.execute(LEDGER_DDL)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    values = [
+        [
+            row.get("run_id"),
+            row["gate"],
+            row["target"],
+            row["check_name"],
+            bool(row["success"]),
+            None if row.get("observed_value") is None else str(row["observed_value"]),
+            None if row.get("details") is None else json.dumps(row["details"], default=str),
+            row.get("delivery_id"),
+            row.get("evaluated_at") or now,
+        ]
+        for row in rows
+    ]
+    if values:
+        con.executemany(
+            f"insert into ops.gate_results ({', '.join(GATE_RESULT_COLUMNS)}) "
+            f"values ({', '.join('?' * len(GATE_RESULT_COLUMNS))})",
+            values,
+        )
+
+
+def delivery_gate_rows(delivery_id: int, result: GateResult, run_id: str | None) -> list[dict]:
+    """The delivery gate's verdict on one file: one row for the contract, one per failed rule."""
+    target = f"{result.smo_id}/{result.path.name}"
+    rows = [
+        {
+            "run_id": run_id,
+            "gate": "delivery",
+            "target": target,
+            "check_name": "contract",
+            "success": result.accepted,
+            "observed_value": result.error_count,
+            "details": {"feed": result.feed, "rows": result.row_count, "sha256": result.sha256},
+            "delivery_id": delivery_id,
+        }
+    ]
+    for total in result.totals:
+        examples = [
+            {"row": p.row, "value": p.value}
+            for p in result.problems
+            if (p.rule, p.column) == (total.rule, total.column)
+        ][:5]
+        rows.append(
+            {
+                "run_id": run_id,
+                "gate": "delivery",
+                "target": target,
+                "check_name": total.rule,
+                "success": False,
+                "observed_value": total.count,
+                "details": {"column": total.column, "examples": examples},
+                "delivery_id": delivery_id,
+            }
+        )
+    return rows
 
 
 def next_delivery_id(con: duckdb.DuckDBPyConnection) -> int:
@@ -168,8 +260,10 @@ def load_accepted(
     received_at: dt.datetime,
     processed_at: dt.datetime,
     stored_path: str,
+    gate_rows: list[dict] | None = None,
 ) -> str:
-    """Insert the rows, the ledger row and the new current pointers in one transaction.
+    """Insert the rows, the ledger row, the gate's verdict and the new current pointers in one
+    transaction.
 
     Returns the delivery's status: ACCEPTED, or SUPERSEDED when a newer snapshot of every
     study it covers is already current (an old file arriving late is kept as history).
@@ -193,6 +287,7 @@ def load_accepted(
             stored_path=stored_path,
         )
         con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
+        record_gate_results(con, gate_rows or [])
         became_current = _advance_current(con, delivery_id, result, studies)
         status = "ACCEPTED" if became_current else "SUPERSEDED"
         if not became_current:

@@ -102,6 +102,12 @@ def main() -> int:
                 if event.event_type == dg.DagsterEventType.STEP_FAILURE
             ]
             print(f"Refresh run {run_id} FAILED at step(s): {', '.join(failed) or 'unknown'}.")
+            for check in result.get_asset_check_evaluations():
+                if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
+                    why = (check.description or "").splitlines()[0][:300]
+                    print(
+                        f"  blocking check {check.check_name} on {check.asset_key.to_user_string()}: {why}"
+                    )
             print("Open the run in the UI (`make dev`) for the step logs.")
             return 1
     print(f"Refresh run {run_id} succeeded.")
@@ -116,7 +122,14 @@ def main() -> int:
         )
     )
     print(f"  quarantine    : {settings.quarantine_dir}  (rejected files + reports)")
-    print(f"  BI publish dir: {settings.publish_dir}")
+    published = settings.publish_dir / "oversight.duckdb"
+    if published.exists():
+        with duckdb.connect(str(published), read_only=True) as con:
+            publish_id, as_of = con.execute("select publish_id, as_of_date from meta").fetchall()[0]
+        print(f"  BI database   : {published}  (publish {publish_id}, as of {as_of}; read-only)")
+        print(f"  BI Parquet    : {settings.publish_dir / 'parquet'}/<mart>/<mart>.parquet")
+    else:
+        print("  BI database   : not published (a gate failed; see the run in `make dev`)")
     print(f"  delivery data : {settings.data_dir}")
     print(f"  Dagster home  : {home}  (run history; `make dev` shows this run)")
     print("\n".join(_oversight_summary(settings.warehouse_path)))

@@ -64,3 +64,37 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory):
     from synthetic.bad_deliveries import write_catalogue
 
     return write_catalogue(tmp_path_factory.mktemp("catalogue"))
+
+
+@pytest.fixture(scope="session")
+def refreshed_portfolio(tmp_path_factory: pytest.TempPathFactory, small_portfolio: Path) -> Path:
+    """The small portfolio after one successful refresh: warehouse, data and publish (read-only;
+    tests take a copy through `refreshed_env`). Saves a full refresh in every test that starts
+    from a published state."""
+    import shutil
+
+    from orchestration.demo import refresh_job
+
+    root = tmp_path_factory.mktemp("refreshed")
+    shutil.copytree(small_portfolio, root / "data")
+    (root / "dagster_home").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SMO_WAREHOUSE_PATH", str(root / "warehouse.duckdb"))
+        mp.setenv("SMO_DATA_DIR", str(root / "data"))
+        mp.setenv("SMO_PUBLISH_DIR", str(root / "publish"))
+        mp.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
+        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+            result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
+            assert result.success, "the first refresh of the small portfolio failed"
+    return root
+
+
+@pytest.fixture
+def refreshed_env(project_env: Path, refreshed_portfolio: Path) -> Path:
+    """A writable copy of `refreshed_portfolio` at the paths `project_env` points to."""
+    import shutil
+
+    shutil.copy2(refreshed_portfolio / "warehouse.duckdb", project_env / "warehouse.duckdb")
+    for folder in ("data", "publish"):
+        shutil.copytree(refreshed_portfolio / folder, project_env / folder)
+    return project_env

@@ -67,6 +67,11 @@ def test_full_refresh_loads_every_feed_and_builds_staging(
     assert weeks == len(ground_truth["delivery_dates"])
     assert not list((data_dir / "inbox").rglob("*.*")), "processed files leave the inbox"
 
+    with duckdb.connect(str(project_env / "publish" / "oversight.duckdb"), read_only=True) as con:
+        tables = {t for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()}
+        (run_id,) = con.execute("select dagster_run_id from meta").fetchall()[0]
+    assert run_id == result.run_id and {"site_flags", "smo_scorecard", "meta"} <= tables
+
     checks = _checks(result)
     assert checks[("raw/subjects", "contract")].passed
     assert checks[("raw/subjects", "deliveries_rejected")].passed
@@ -96,9 +101,9 @@ def test_rejected_delivery_warns_with_its_report_and_the_run_goes_on(
 
 
 def test_contract_violation_in_current_rows_blocks_downstream(
-    project_env: Path, data_dir: Path, dagster_instance
+    refreshed_env: Path, dagster_instance
 ):
-    assert _run_refresh(dagster_instance).success
+    project_env = refreshed_env
     with duckdb.connect(str(project_env / "warehouse.duckdb")) as con:
         con.execute("update raw.subjects set screened_date = null where subject_id in "
                     "(select subject_id from raw.subjects limit 1)")  # fmt: skip
@@ -120,9 +125,8 @@ def test_contract_violation_in_current_rows_blocks_downstream(
     assert "stg_smo__subjects" not in views
 
 
-def test_failing_dbt_test_blocks_the_marts(project_env: Path, data_dir: Path, dagster_instance):
-    warehouse = project_env / "warehouse.duckdb"
-    assert _run_refresh(dagster_instance).success
+def test_failing_dbt_test_blocks_the_marts(refreshed_env: Path, dagster_instance):
+    warehouse = refreshed_env / "warehouse.duckdb"
     with duckdb.connect(str(warehouse)) as con:
         marts = [r[0] for r in con.execute(
             "select table_name from duckdb_tables() where schema_name = 'marts'").fetchall()]  # fmt: skip
@@ -211,3 +215,61 @@ def test_first_refresh_before_any_delivery_builds_empty_marts(
         ("gamma_alpha", "DOUBLE"),
         ("target_date_p50", "DATE"),
     ]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_failing_expectation_blocks_the_publish_and_keeps_the_last_one(
+    refreshed_env: Path, dagster_instance
+):
+    project_env = refreshed_env
+    published = project_env / "publish" / "oversight.duckdb"
+    before = _sha256(published)
+
+    # The SMO stops reporting one site: roster row and all its data vanish from every delivery.
+    # Every warehouse test still passes; the publish gate sees a site disappear.
+    with duckdb.connect(str(project_env / "warehouse.duckdb")) as con:
+        site = con.execute("select min(site_id) from raw.subjects").fetchall()[0][0]
+        con.execute(
+            "delete from raw.visits where subject_id in "
+            "(select subject_id from raw.subjects where site_id = ?)",
+            [site],
+        )
+        for feed in ("sites", "subjects", "deviations", "payments"):
+            con.execute(f"delete from raw.{feed} where site_id = ?", [site])
+    second = _run_refresh(dagster_instance, raise_on_error=False)
+    assert not second.success
+    failed = _checks(second, passed=False)
+    assert ("marts/site_enrollment", "publish_gate") in failed
+    assert {name for _, name in failed} == {"publish_gate"}
+    check = failed[("marts/site_enrollment", "publish_gate")]
+    assert check.metadata["outcome"].value == "data_failed"
+    assert "expect_column_distinct_values_to_contain_set" in check.description
+    assert f"|{site}" in check.description and "previously published missing" in check.description
+    materialized = {e.asset_key for e in second.get_asset_materialization_events()}
+    assert dg.AssetKey(["bi", "oversight"]) not in materialized
+    assert _sha256(published) == before, "a blocked publish must leave the last one untouched"
+
+    with duckdb.connect(str(project_env / "warehouse.duckdb"), read_only=True) as con:
+        per_gate = dict(
+            con.execute(
+                "select gate, count(*) from ops.gate_results where run_id = ? group by gate",
+                [second.run_id],
+            ).fetchall()
+        )
+        failed_rows = con.execute(
+            "select target, check_name, observed_value from ops.gate_results "
+            "where run_id = ? and not success",
+            [second.run_id],
+        ).fetchall()
+    assert set(per_gate) == {"delivery", "warehouse", "publish"}
+    assert per_gate["delivery"] == 6  # the contract of each feed's current rows
+    assert per_gate["warehouse"] > 100  # every dbt data test and unit test
+    assert (
+        "marts/site_enrollment",
+        "expect_column_distinct_values_to_contain_set(smo_id+study_id+site_id)",
+    ) in {(target, check) for target, check, _ in failed_rows}

@@ -18,7 +18,8 @@ from expectations.contracts import feed_schema, validate
 from expectations.feeds import FEEDS
 from ingest.inbox import BatchSummary, process_inbox, ready_files
 from ingest.settings import WAREHOUSE_WRITER_POOL, load_settings
-from ingest.warehouse import current_rows_sql, ensure_schema
+from ingest.warehouse import current_rows_sql, ensure_schema, record_gate_results
+from orchestration.evidence import check_result_rows
 from orchestration.resources import DuckDBWarehouse
 
 RAW_KEYS = {feed: dg.AssetKey(["raw", feed]) for feed in FEEDS}
@@ -173,6 +174,7 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
             quarantine=settings.quarantine_dir,
             profiles_dir=settings.profiles_dir,
             settle_seconds=settings.inbox_settle_seconds,
+            run_id=context.run_id,
         )
         for outcome in summary.outcomes:
             if outcome.status == "REJECTED":
@@ -224,8 +226,12 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
             },
         )
         yield dg.MaterializeResult(asset_key=CURRENT_KEY)
-        for feed in RAW_KEYS:
-            yield _contract_check(con, feed)
+        contract_checks = [_contract_check(con, feed) for feed in RAW_KEYS]
+        record_gate_results(
+            con, check_result_rows("delivery", context.run_id, contract_checks, "violations")
+        )
+        for feed, check in zip(RAW_KEYS, contract_checks, strict=True):
+            yield check
             yield _rejected_check(summary, feed)
         yield _unprocessed_check(summary)
 

@@ -1,0 +1,298 @@
+"""The publish gate: great-expectations suites on the marts before BI tools may see them.
+
+Rules come from the dbt project, so they are declared once, next to each column's formula:
+- keys: the mart's `unique` / `unique_combination_of_columns` tests -> unique (key columns
+  may be null where a roll-up level has no value, e.g. site_id on a study row);
+- not null: columns with a `not_null` constraint;
+- ranges: column `meta: {min: .., max: ..}` in models/marts/_marts.yml (shares 0-1, days and
+  counts >= 0, ...); numeric columns without a possible range say so with `meta: {unbounded: why}`;
+- nothing silently disappears: every entity (the key without as_of_date) of the previous publish
+  must still be there, unless the mart's meta says `publish_entities_may_disappear`.
+Freshness: each SMO's latest delivery is at most `max_days` older than the as-of date.
+
+Validation runs on pandas frames bounded to the latest as-of week. A result whose expectation
+raised (a missing column, a type GX cannot compare) is a *validator error*, reported apart from
+data failures: both block the publish, but they call for different people.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import pandas as pd
+
+GATE = "publish"
+EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class MartRules:
+    mart: str
+    keys: tuple[str, ...]
+    not_null: tuple[str, ...]
+    ranges: dict[str, tuple[float | None, float | None]]
+    entity: tuple[str, ...]  # empty: entities may disappear
+
+
+@dataclass
+class Finding:
+    expectation: str
+    column: str | None
+    success: bool
+    observed: Any = None
+    unexpected_count: int | None = None
+    examples: list = field(default_factory=list)
+    error: str | None = None  # set when the validator itself failed
+
+    def describe(self) -> str:
+        where = f" on {self.column}" if self.column else ""
+        if self.error:
+            return f"{self.expectation}{where}: validator error: {self.error}"
+        detail = f"{self.unexpected_count} unexpected" if self.unexpected_count else ""
+        if self.observed is not None:
+            detail = f"observed {self.observed}" + (f", {detail}" if detail else "")
+        if self.examples:
+            detail += f"; e.g. {self.examples}"
+        return f"{self.expectation}{where}: {detail}".rstrip(": ")
+
+
+@dataclass
+class Outcome:
+    target: str
+    rows: int
+    findings: list[Finding]
+
+    @property
+    def success(self) -> bool:
+        return all(f.success for f in self.findings)
+
+    @property
+    def validator_errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.error]
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if not f.success and not f.error]
+
+    def summary(self) -> str:
+        if self.success:
+            return f"{self.target}: all {len(self.findings)} expectations met on {self.rows} rows"
+        parts = []
+        if self.validator_errors:
+            parts.append(
+                f"the validator broke on {len(self.validator_errors)} expectation(s): "
+                + "; ".join(f.describe() for f in self.validator_errors)
+            )
+        if self.failures:
+            parts.append(
+                f"the data failed {len(self.failures)} expectation(s): "
+                + "; ".join(f.describe() for f in self.failures)
+            )
+        return f"{self.target}: " + " | ".join(parts)
+
+    def gate_rows(self, run_id: str | None) -> list[dict]:
+        return [
+            {
+                "run_id": run_id,
+                "gate": GATE,
+                "target": self.target,
+                "check_name": f.expectation + (f"({f.column})" if f.column else ""),
+                "success": f.success,
+                "observed_value": f.observed if f.observed is not None else f.unexpected_count,
+                "details": {
+                    "column": f.column,
+                    "examples": f.examples,
+                    "validator_error": f.error,
+                    "rows": self.rows,
+                },
+            }
+            for f in self.findings
+        ]
+
+
+def mart_rules(manifest: dict, schema: str = "marts") -> dict[str, MartRules]:
+    """The publish rules of every mart, read from the dbt manifest."""
+    models = {
+        node["unique_id"]: node
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["schema"] == schema
+    }
+    keys: dict[str, list[str]] = {uid: [] for uid in models}
+    not_null: dict[str, set[str]] = {uid: set() for uid in models}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "test" or node.get("attached_node") not in models:
+            continue
+        meta = node.get("test_metadata") or {}
+        kwargs = meta.get("kwargs") or {}
+        uid = node["attached_node"]
+        if meta.get("name") == "unique_combination_of_columns":
+            keys[uid] = list(kwargs.get("columns") or [])
+        elif meta.get("name") == "unique" and not keys[uid]:
+            keys[uid] = [kwargs["column_name"]]
+        elif meta.get("name") == "not_null":
+            not_null[uid].add(kwargs["column_name"])
+    rules = {}
+    for uid, node in models.items():
+        columns = node.get("columns", {})
+        for name, column in columns.items():
+            if any(c.get("type") == "not_null" for c in column.get("constraints", [])):
+                not_null[uid].add(name)
+        ranges = {
+            name: (column["meta"].get("min"), column["meta"].get("max"))
+            for name, column in columns.items()
+            if "min" in column.get("meta", {}) or "max" in column.get("meta", {})
+        }
+        entity = tuple(k for k in keys[uid] if k != "as_of_date")
+        if node.get("meta", {}).get("publish_entities_may_disappear"):
+            entity = ()
+        rules[node["name"]] = MartRules(
+            mart=node["name"],
+            keys=tuple(keys[uid]),
+            not_null=tuple(sorted(not_null[uid])),
+            ranges=ranges,
+            entity=entity,
+        )
+    return rules
+
+
+def latest_week(frame: pd.DataFrame) -> pd.DataFrame:
+    """Bound a mart to its latest as-of week (earlier weeks passed when they were published)."""
+    if "as_of_date" not in frame.columns or frame.empty:
+        return frame
+    return frame[frame["as_of_date"] == frame["as_of_date"].max()]
+
+
+def entities(frame: pd.DataFrame, columns: tuple[str, ...]) -> set[str]:
+    if not columns or frame.empty:
+        return set()
+    return set(_entity_series(frame, columns))
+
+
+def _entity_series(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    return frame[list(columns)].astype("string").fillna("∅").agg("|".join, axis=1)
+
+
+@cache
+def _context():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def _validate(name: str, frame: pd.DataFrame, expectations: list) -> list[Finding]:
+    import great_expectations as gx
+
+    context = _context()
+    source = context.data_sources.add_or_update_pandas(f"gate_{name}")
+    asset = source.add_dataframe_asset(name)
+    batch = asset.add_batch_definition_whole_dataframe("latest").get_batch(
+        batch_parameters={"dataframe": frame}
+    )
+    suite = gx.ExpectationSuite(name=f"publish_{name}")
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    result = batch.validate(suite, result_format={"result_format": "SUMMARY"})
+    findings = []
+    for r in result.results:
+        config = r.expectation_config
+        info = r.exception_info or {}
+        errors = (
+            [info]
+            if "raised_exception" in info
+            else [v for v in info.values() if isinstance(v, dict)]
+        )
+        error = next(
+            (e.get("exception_message") for e in errors if e.get("raised_exception")), None
+        )
+        details = r.result or {}
+        findings.append(
+            Finding(
+                expectation=config.type,
+                column=config.kwargs.get("column"),
+                success=bool(r.success) and error is None,
+                observed=_plain(details.get("observed_value")),
+                unexpected_count=details.get("unexpected_count"),
+                examples=[_plain(v) for v in (details.get("partial_unexpected_list") or [])][
+                    :EXAMPLES
+                ],
+                error=error,
+            )
+        )
+    return findings
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def validate_mart(
+    frame: pd.DataFrame, rules: MartRules, previous_entities: set[str] | None = None
+) -> Outcome:
+    """Validate one mart's latest week; `previous_entities` from the last publish, if any."""
+    import great_expectations.expectations as gxe
+
+    frame = latest_week(frame).reset_index(drop=True)
+    expectations: list = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in rules.not_null]
+    if len(rules.keys) == 1:
+        expectations.append(gxe.ExpectColumnValuesToBeUnique(column=rules.keys[0]))
+    elif len(rules.keys) > 1:
+        expectations.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(rules.keys)))
+    for column, (low, high) in sorted(rules.ranges.items()):
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+        )
+    if rules.entity and previous_entities:
+        frame = frame.assign(_entity=_entity_series(frame, rules.entity) if len(frame) else "")
+        expectations.append(
+            gxe.ExpectColumnDistinctValuesToContainSet(
+                column="_entity", value_set=sorted(previous_entities)
+            )
+        )
+        missing = sorted(previous_entities - set(frame["_entity"]))
+    findings = _validate(rules.mart, frame, expectations)
+    if rules.entity and previous_entities:
+        for f in findings:
+            if f.column == "_entity":
+                f.column = "+".join(rules.entity)
+                f.observed = (
+                    f"{len(missing)} of {len(previous_entities)} previously published missing"
+                )
+                f.examples = missing[:EXAMPLES]
+    return Outcome(target=f"marts/{rules.mart}", rows=len(frame), findings=findings)
+
+
+def validate_freshness(deliveries_used: pd.DataFrame, max_days: int) -> Outcome:
+    """Each SMO's newest delivery in the latest week is at most `max_days` before the as-of date."""
+    import great_expectations.expectations as gxe
+
+    week = latest_week(deliveries_used)
+    per_smo = (
+        week.groupby("smo_id", as_index=False)
+        .agg(as_of_date=("as_of_date", "max"), last_delivery=("delivery_date", "max"))
+        .assign(
+            days_behind=lambda f: (
+                (pd.to_datetime(f["as_of_date"]) - pd.to_datetime(f["last_delivery"])).dt.days
+            )
+        )
+    )
+    findings = _validate(
+        "smo_freshness",
+        per_smo,
+        [gxe.ExpectColumnValuesToBeBetween(column="days_behind", min_value=0, max_value=max_days)],
+    )
+    for f in findings:
+        if not f.success and not f.error:
+            late = per_smo[per_smo["days_behind"] > max_days]
+            f.examples = [f"{r.smo_id}: {r.days_behind} days" for r in late.itertuples()][:EXAMPLES]
+    return Outcome(target="marts/deliveries_used", rows=len(per_smo), findings=findings)

@@ -1,0 +1,170 @@
+"""Publish gate (great-expectations on every mart) and the BI publish it guards.
+
+Each mart gets a blocking `publish_gate` check; deliveries_used also gets `smo_freshness`. The
+publish asset depends on every mart, so Dagster runs it only when every blocking check upstream
+of it passed: delivery contracts, dbt tests (warehouse gate) and these. Every check's outcome is
+stored in ops.gate_results.
+"""
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from expectations.publish_gate import (
+    Outcome,
+    entities,
+    latest_week,
+    mart_rules,
+    validate_freshness,
+    validate_mart,
+)
+from ingest.settings import PROJECT_ROOT, WAREHOUSE_WRITER_POOL, load_settings
+from ingest.warehouse import record_gate_results
+from orchestration.dbt import dbt_project
+from orchestration.resources import DuckDBWarehouse
+from publishing.bi_database import code_version, publish, read_published
+
+RULES = mart_rules(json.loads(dbt_project.manifest_path.read_text()))
+MART_KEYS = {mart: dg.AssetKey(["marts", mart]) for mart in sorted(RULES)}
+PUBLISHED_KEY = dg.AssetKey(["bi", "oversight"])
+
+
+def _check_result(outcome: Outcome, mart_key: dg.AssetKey, name: str) -> dg.AssetCheckResult:
+    errors, failures = outcome.validator_errors, outcome.failures
+    return dg.AssetCheckResult(
+        asset_key=mart_key,
+        check_name=name,
+        passed=outcome.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.summary(),
+        metadata={
+            "outcome": "passed"
+            if outcome.success
+            else ("validator_error" if errors else "data_failed"),
+            "rows_validated": outcome.rows,
+            "expectations": len(outcome.findings),
+            "failed": dg.MetadataValue.md(
+                "\n".join(f"- {f.describe()}" for f in [*errors, *failures]) or "none"
+            ),
+        },
+    )
+
+
+def _gate_check(mart: str) -> dg.AssetChecksDefinition:
+    rules = RULES[mart]
+
+    @dg.asset_check(
+        asset=MART_KEYS[mart],
+        name="publish_gate",
+        blocking=True,
+        pool=WAREHOUSE_WRITER_POOL,
+        description=f"great-expectations on {mart}'s latest week: keys unique and not null, "
+        "values within their possible ranges, nothing published before has disappeared.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
+        previous = read_published(load_settings().publish_dir, mart)
+        previous_entities = (
+            entities(latest_week(previous), rules.entity) if previous is not None else None
+        )
+        with warehouse.connect() as con:
+            frame = con.execute(f"select * from marts.{mart}").df()
+            outcome = validate_mart(frame, rules, previous_entities)
+            record_gate_results(con, outcome.gate_rows(context.run.run_id))
+        return _check_result(outcome, MART_KEYS[mart], "publish_gate")
+
+    return _check
+
+
+@dg.asset_check(
+    asset=MART_KEYS["deliveries_used"],
+    name="smo_freshness",
+    blocking=True,
+    pool=WAREHOUSE_WRITER_POOL,
+    description="Every SMO's newest delivery is at most SMO_FRESHNESS_MAX_DAYS days older than "
+    "the as-of date.",
+)
+def smo_freshness(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
+    with warehouse.connect() as con:
+        frame = con.execute("select * from marts.deliveries_used").df()
+        outcome = validate_freshness(frame, load_settings().freshness_max_days)
+        record_gate_results(con, outcome.gate_rows(context.run.run_id))
+    return _check_result(outcome, MART_KEYS["deliveries_used"], "smo_freshness")
+
+
+publish_gate_checks = [_gate_check(mart) for mart in MART_KEYS]
+
+
+def _registry_timestamp(con) -> str | None:
+    """The registry's dataTimestamp of the newest fetch, if the registry was fetched at all."""
+    fetched = con.execute(
+        "select count(*) from duckdb_tables() "
+        "where schema_name = 'registry' and table_name = 'fetches'"
+    ).fetchall()[0][0]
+    if not fetched:
+        return None
+    return con.execute("select max(data_timestamp) from registry.fetches").fetchall()[0][0]
+
+
+@dg.asset(
+    key=PUBLISHED_KEY,
+    deps=list(MART_KEYS.values()),
+    group_name="bi",
+    kinds={"duckdb", "parquet"},
+    pool=WAREHOUSE_WRITER_POOL,
+    description="The BI database (read-only DuckDB, storage v1.5.0) and Parquet per mart, "
+    "replaced atomically; runs only when every upstream gate passed.",
+)
+def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
+    settings = load_settings()
+    with warehouse.connect() as con:
+        as_of = con.execute("select max(as_of_date) from marts.deliveries_used").fetchall()[0][0]
+        deliveries = [
+            d
+            for (d,) in con.execute(
+                "select distinct delivery_id from marts.deliveries_used where as_of_date = ? "
+                "order by 1",
+                [as_of],
+            ).fetchall()
+        ]
+        kri_versions = [
+            v
+            for (v,) in con.execute(
+                "select distinct version from reference.kri_definitions order by 1"
+            ).fetchall()
+        ]
+        meta = {
+            "published_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            "dagster_run_id": context.run_id,
+            "as_of_date": as_of,
+            "code_version": code_version(PROJECT_ROOT),
+            "kri_definitions_version": ", ".join(kri_versions),
+            "deliveries_included": len(deliveries),
+            "delivery_ids": json.dumps(deliveries),
+            "registry_data_timestamp": _registry_timestamp(con),
+        }
+        result = publish(
+            con,
+            settings.publish_dir,
+            tables={mart: f"marts.{mart}" for mart in MART_KEYS},
+            meta=meta,
+            keep=settings.publish_keep,
+        )
+    context.log.info(
+        f"Published {result.publish_id} to {result.path} ({len(result.tables)} tables) "
+        f"in {result.seconds:.2f} s"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "publish_id": result.publish_id,
+            "path": dg.MetadataValue.path(str(result.path)),
+            "parquet": dg.MetadataValue.path(str(result.parquet_dir)),
+            "as_of_date": str(as_of),
+            "deliveries_included": len(deliveries),
+            "kept_publishes": len(result.history),
+            "seconds": round(result.seconds, 2),
+            "tables": dg.MetadataValue.md(
+                "\n".join(f"| {t} | {n} |" for t, n in result.tables.items())
+            ),
+        }
+    )

@@ -1,0 +1,128 @@
+"""The publish gate: GX suites built from the dbt project, and what they say when they fail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from expectations.publish_gate import MartRules, mart_rules, validate_freshness, validate_mart
+from orchestration.dbt import dbt_project
+
+NUMERIC = {"double", "integer", "bigint"}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads(dbt_project.manifest_path.read_text())
+
+
+def test_rules_are_read_from_the_dbt_project(manifest):
+    rules = mart_rules(manifest)
+    assert {"site_enrollment", "site_flags", "smo_scorecard", "enrollment_forecast"} <= set(rules)
+    site = rules["site_enrollment"]
+    assert site.keys == ("smo_id", "study_id", "site_id")
+    assert site.ranges["screen_failure_rate"] == (0, 1)
+    assert site.ranges["activation_cycle_days"] == (0, None)
+    assert {"smo_id", "study_id", "site_id", "as_of_date"} <= set(site.not_null)
+    assert site.entity == ("smo_id", "study_id", "site_id")
+    flags = rules["site_flags"]
+    assert "z_score" not in flags.ranges and flags.ranges["overdispersion"] == (1, None)
+    assert "as_of_date" not in flags.entity
+    assert rules["registry_hygiene"].entity == ()  # findings close when the registry is fixed
+
+
+def test_every_numeric_mart_column_declares_its_possible_range(manifest):
+    undeclared = [
+        f"{node['name']}.{name}"
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["schema"] == "marts"
+        for name, column in node["columns"].items()
+        if column.get("data_type") in NUMERIC
+        and not {"min", "max", "unbounded"} & set(column.get("meta", {}))
+    ]
+    assert undeclared == []
+
+
+RULES = MartRules(
+    mart="site_enrollment",
+    keys=("smo_id", "study_id", "site_id"),
+    not_null=("as_of_date", "site_id"),
+    ranges={"screen_failure_rate": (0, 1), "activation_cycle_days": (0, None)},
+    entity=("smo_id", "study_id", "site_id"),
+)
+
+
+def _frame(**overrides) -> pd.DataFrame:
+    rows = [
+        {"as_of_date": dt.date(2026, 11, 9), "smo_id": "S", "study_id": "T", "site_id": "OLD",
+         "screen_failure_rate": 5.0, "activation_cycle_days": -3},
+        {"as_of_date": dt.date(2026, 11, 16), "smo_id": "S", "study_id": "T", "site_id": "A",
+         "screen_failure_rate": 0.1, "activation_cycle_days": 60},
+        {"as_of_date": dt.date(2026, 11, 16), "smo_id": "S", "study_id": "T", "site_id": "B",
+         "screen_failure_rate": 0.2, "activation_cycle_days": 45},
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    for column, values in overrides.items():
+        frame.loc[frame["as_of_date"] == dt.date(2026, 11, 16), column] = values
+    return frame
+
+
+def test_good_latest_week_passes_and_older_weeks_are_not_revalidated():
+    outcome = validate_mart(_frame(), RULES, {"S|T|A", "S|T|B"})
+    assert outcome.success, outcome.summary()
+    assert outcome.rows == 2
+
+
+def test_an_out_of_range_kpi_fails_with_column_and_value():
+    outcome = validate_mart(_frame(screen_failure_rate=[0.1, 1.4]), RULES)
+    assert not outcome.success and not outcome.validator_errors
+    (failure,) = outcome.failures
+    assert failure.column == "screen_failure_rate" and failure.examples == [1.4]
+    assert "the data failed 1 expectation(s)" in outcome.summary()
+    assert "screen_failure_rate" in outcome.summary()
+
+
+def test_a_duplicate_key_and_a_null_fail():
+    outcome = validate_mart(_frame(site_id=["A", "A"]), RULES)
+    assert {f.expectation for f in outcome.failures} == {"expect_compound_columns_to_be_unique"}
+    outcome = validate_mart(_frame(site_id=["A", None]), RULES)
+    assert "expect_column_values_to_not_be_null" in {f.expectation for f in outcome.failures}
+
+
+def test_a_site_that_disappeared_since_the_last_publish_blocks():
+    outcome = validate_mart(_frame(), RULES, {"S|T|A", "S|T|B", "S|T|GONE"})
+    (failure,) = outcome.failures
+    assert failure.column == "smo_id+study_id+site_id"
+    assert failure.examples == ["S|T|GONE"]
+    assert "1 of 3 previously published missing" in failure.observed
+
+
+def test_a_broken_validator_is_told_apart_from_bad_data():
+    broken = MartRules(**{**RULES.__dict__, "ranges": {"no_such_column": (0, 1)}})
+    outcome = validate_mart(_frame(), broken)
+    assert not outcome.success
+    assert outcome.failures == []
+    (error,) = outcome.validator_errors
+    assert "no_such_column" in error.error
+    assert outcome.summary().startswith("marts/site_enrollment: the validator broke")
+    errored = [r for r in outcome.gate_rows("run") if r["details"]["validator_error"]]
+    assert [r["check_name"] for r in errored] == [
+        "expect_column_values_to_be_between(no_such_column)"
+    ]
+
+
+def test_freshness_names_the_smo_that_stopped_delivering():
+    used = pd.DataFrame(
+        {
+            "as_of_date": [dt.date(2026, 11, 16)] * 3,
+            "smo_id": ["A", "A", "B"],
+            "delivery_date": [dt.date(2026, 11, 16), dt.date(2026, 11, 9), dt.date(2026, 10, 26)],
+        }
+    )
+    assert validate_freshness(used, max_days=21).success
+    outcome = validate_freshness(used, max_days=14)
+    (failure,) = outcome.failures
+    assert failure.examples == ["B: 21 days"]
