@@ -261,3 +261,26 @@ def test_the_published_file_opens_with_a_duckdb_1_5_client(warehouse, tmp_path, 
             expected = con.execute(f"select * from {source} order by all").fetchall()
             assert dumped["tables"][table] == json.loads(json.dumps(expected, default=str))
     assert dumped["tables"]["meta"][0][0] == "20261101T000000Z"
+
+
+def test_the_real_marts_read_back_equal_through_duckdb_1_5(refreshed_portfolio, duckdb15_python):
+    published = refreshed_portfolio / "publish" / PUBLISHED_NAME
+    done = subprocess.run(
+        [str(duckdb15_python), "-c", DUMP_SCRIPT, str(published)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    dumped = json.loads(done.stdout)["tables"]
+    with duckdb.connect(str(refreshed_portfolio / "warehouse.duckdb"), read_only=True) as con:
+        marts = [
+            t
+            for (t,) in con.execute(
+                "select table_name from duckdb_tables() where schema_name = 'marts' order by 1"
+            ).fetchall()
+        ]
+        assert len(marts) > 10 and set(dumped) == {*marts, "meta"}
+        for mart in marts:
+            expected = con.execute(f"select * from marts.{mart} order by all").fetchall()
+            assert dumped[mart] == json.loads(json.dumps(expected, default=str)), mart
