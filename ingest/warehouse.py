@@ -13,6 +13,7 @@ import json
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from expectations.contracts import roster_keys
 from expectations.feeds import FEEDS, Feed
@@ -124,12 +125,26 @@ def record_gate_results(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> Non
         ]
         for row in rows
     ]
-    if values:
-        con.executemany(
-            f"insert into ops.gate_results ({', '.join(GATE_RESULT_COLUMNS)}) "
-            f"values ({', '.join('?' * len(GATE_RESULT_COLUMNS))})",
-            values,
+    if values:  # one insert from an Arrow table: executemany pays a statement per row
+        table = pa.Table.from_pylist(
+            [dict(zip(GATE_RESULT_COLUMNS, v, strict=True)) for v in values],
+            schema=pa.schema(
+                [
+                    ("run_id", pa.string()),
+                    ("gate", pa.string()),
+                    ("target", pa.string()),
+                    ("check_name", pa.string()),
+                    ("success", pa.bool_()),
+                    ("observed_value", pa.string()),
+                    ("details", pa.string()),
+                    ("delivery_id", pa.int64()),
+                    ("evaluated_at", pa.timestamp("us")),
+                ]
+            ),
         )
+        con.register("_gate_rows", table)
+        con.execute("insert into ops.gate_results by name select * from _gate_rows")
+        con.unregister("_gate_rows")
 
 
 def delivery_gate_rows(delivery_id: int, result: GateResult, run_id: str | None) -> list[dict]:
