@@ -49,6 +49,13 @@ class Settings:
     publish_keep: int
     #: Publish gate: an SMO whose newest delivery is more days behind the as-of date blocks.
     freshness_max_days: int
+    #: Weekly oversight refresh: cron expression and IANA time zone it is read in.
+    weekly_cron: str
+    schedule_timezone: str
+    #: Run failures are posted here as JSON {"text": ...} when set (Slack/Teams-style webhook).
+    alert_webhook_url: str
+    #: Base URL of the Dagster UI, for links in alerts.
+    dagster_ui_url: str
 
     @property
     def inbox_dir(self) -> Path:
@@ -84,6 +91,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         peer_cohort_max=int(env.get("SMO_PEER_COHORT_MAX") or 200),
         publish_keep=max(1, int(env.get("SMO_PUBLISH_KEEP") or 5)),
         freshness_max_days=int(env.get("SMO_FRESHNESS_MAX_DAYS") or 14),
+        weekly_cron=env.get("SMO_WEEKLY_CRON") or "0 6 * * 1",
+        schedule_timezone=env.get("SMO_SCHEDULE_TIMEZONE") or "UTC",
+        alert_webhook_url=env.get("SMO_ALERT_WEBHOOK_URL") or "",
+        dagster_ui_url=(env.get("SMO_DAGSTER_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
     )
 
 
