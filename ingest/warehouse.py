@@ -52,6 +52,18 @@ create table if not exists ops.deliveries (
     duplicate_of    bigint,
     superseded_by   bigint
 );
+create table if not exists ops.current_deliveries (
+    smo_id        varchar not null,
+    feed          varchar not null,
+    study_id      varchar not null,
+    delivery_id   bigint not null,
+    delivery_date date not null,
+    primary key (smo_id, feed, study_id)
+);
+"""
+
+
+GATE_RESULTS_DDL = """
 create table if not exists ops.gate_results (
     run_id          varchar,        -- Dagster run id; null outside Dagster (e.g. the CLI)
     gate            varchar not null, -- delivery | warehouse | publish
@@ -62,14 +74,6 @@ create table if not exists ops.gate_results (
     details         varchar,        -- JSON: column, examples, severity, error
     delivery_id     bigint,         -- delivery gate: the delivery checked
     evaluated_at    timestamp not null
-);
-create table if not exists ops.current_deliveries (
-    smo_id        varchar not null,
-    feed          varchar not null,
-    study_id      varchar not null,
-    delivery_id   bigint not null,
-    delivery_date date not null,
-    primary key (smo_id, feed, study_id)
 );
 """
 
@@ -85,20 +89,24 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists ops")
     con.execute("create sequence if not exists ops.delivery_id_seq start 1")
     con.execute(LEDGER_DDL)
+    con.execute(GATE_RESULTS_DDL)
     for feed in FEEDS.values():
         con.execute(raw_table_ddl(feed))
 
 
-GATE_RESULT_COLUMNS = (
-    "run_id",
-    "gate",
-    "target",
-    "check_name",
-    "success",
-    "observed_value",
-    "details",
-    "delivery_id",
-    "evaluated_at",
+#: ops.gate_results as Arrow: rows are inserted in one statement from a table of this schema.
+GATE_RESULT_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("gate", pa.string()),
+        ("target", pa.string()),
+        ("check_name", pa.string()),
+        ("success", pa.bool_()),
+        ("observed_value", pa.string()),
+        ("details", pa.string()),
+        ("delivery_id", pa.int64()),
+        ("evaluated_at", pa.timestamp("us")),
+    ]
 )
 
 
@@ -108,43 +116,32 @@ def record_gate_results(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> Non
     Each row: gate, target, check_name, success, and optionally run_id, observed_value, details
     (a dict, stored as JSON), delivery_id, evaluated_at (defaults to now, UTC).
     """
+    if not rows:
+        return
+    # The table may predate this warehouse's ingest (a dbt-only run), so make sure it exists.
     con.execute("create schema if not exists ops")
-    con.execute(LEDGER_DDL)
+    con.execute(GATE_RESULTS_DDL)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    values = [
+    table = pa.Table.from_pylist(
         [
-            row.get("run_id"),
-            row["gate"],
-            row["target"],
-            row["check_name"],
-            bool(row["success"]),
-            None if row.get("observed_value") is None else str(row["observed_value"]),
-            None if row.get("details") is None else json.dumps(row["details"], default=str),
-            row.get("delivery_id"),
-            row.get("evaluated_at") or now,
-        ]
-        for row in rows
-    ]
-    if values:  # one insert from an Arrow table: executemany pays a statement per row
-        table = pa.Table.from_pylist(
-            [dict(zip(GATE_RESULT_COLUMNS, v, strict=True)) for v in values],
-            schema=pa.schema(
-                [
-                    ("run_id", pa.string()),
-                    ("gate", pa.string()),
-                    ("target", pa.string()),
-                    ("check_name", pa.string()),
-                    ("success", pa.bool_()),
-                    ("observed_value", pa.string()),
-                    ("details", pa.string()),
-                    ("delivery_id", pa.int64()),
-                    ("evaluated_at", pa.timestamp("us")),
-                ]
-            ),
-        )
-        con.register("_gate_rows", table)
-        con.execute("insert into ops.gate_results by name select * from _gate_rows")
-        con.unregister("_gate_rows")
+            {
+                **row,
+                "success": bool(row["success"]),
+                "observed_value": None
+                if row.get("observed_value") is None
+                else str(row["observed_value"]),
+                "details": None
+                if row.get("details") is None
+                else json.dumps(row["details"], default=str),
+                "evaluated_at": row.get("evaluated_at") or now,
+            }
+            for row in rows
+        ],
+        schema=GATE_RESULT_SCHEMA,
+    )
+    con.register("_gate_rows", table)  # one insert: executemany pays a statement per row
+    con.execute("insert into ops.gate_results by name select * from _gate_rows")
+    con.unregister("_gate_rows")
 
 
 def delivery_gate_rows(delivery_id: int, result: GateResult, run_id: str | None) -> list[dict]:

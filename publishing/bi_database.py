@@ -81,15 +81,25 @@ def code_version(project_root: Path) -> str:
 
 
 def read_published(publish_dir: Path, table: str) -> pd.DataFrame | None:
-    """A table of the current publish (None before the first publish or if it lacks the table)."""
+    """The latest as-of week of a table of the current publish (all of it when it has no
+    as_of_date); None before the first publish or if the publish lacks the table."""
     path = published_path(publish_dir)
     if not path.exists():
         return None
     with duckdb.connect(str(path), read_only=True) as con:
-        exists = con.execute(
-            "select count(*) from duckdb_tables() where table_name = ?", [table]
-        ).fetchall()[0][0]
-        return con.execute(f'select * from "{table}"').df() if exists else None
+        columns = {
+            c for (c,) in con.execute(
+                "select column_name from duckdb_columns() where table_name = ?", [table]
+            ).fetchall()
+        }  # fmt: skip
+        if not columns:
+            return None
+        latest = (
+            f' where as_of_date = (select max(as_of_date) from "{table}")'
+            if "as_of_date" in columns
+            else ""
+        )
+        return con.execute(f'select * from "{table}"{latest}').df()
 
 
 def remove_leftovers(publish_dir: Path) -> list[Path]:

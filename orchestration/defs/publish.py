@@ -14,7 +14,6 @@ import dagster as dg
 from expectations.publish_gate import (
     Outcome,
     entities,
-    latest_week,
     mart_rules,
     validate_freshness,
     validate_mart,
@@ -64,9 +63,7 @@ def _gate_check(mart: str) -> dg.AssetChecksDefinition:
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
         previous = read_published(load_settings().publish_dir, mart)
-        previous_entities = (
-            entities(latest_week(previous), rules.entity) if previous is not None else None
-        )
+        previous_entities = entities(previous, rules.entity) if previous is not None else None
         with warehouse.connect() as con:
             frame = con.execute(f"select * from marts.{mart}").df()
             outcome = validate_mart(frame, rules, previous_entities)

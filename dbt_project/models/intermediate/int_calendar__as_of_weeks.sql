@@ -3,6 +3,5 @@
 select
     date_trunc('week', delivery_date)::date as week_start,
     max(delivery_date) as as_of_date
-from {{ ref('stg_smo__deliveries') }}
-where status in ('ACCEPTED', 'SUPERSEDED')
+from {{ ref('int_deliveries__by_study') }}
 group by 1
