@@ -17,6 +17,7 @@ import duckdb
 
 from ingest.settings import load_settings
 from orchestration.instance import ensure_dagster_home
+from publishing.report import REPORT_NAME
 
 JOB_NAME = "oversight_refresh"
 
@@ -128,6 +129,9 @@ def main() -> int:
             publish_id, as_of = con.execute("select publish_id, as_of_date from meta").fetchall()[0]
         print(f"  BI database   : {published}  (publish {publish_id}, as of {as_of}; read-only)")
         print(f"  BI Parquet    : {settings.publish_dir / 'parquet'}/<mart>/<mart>.parquet")
+        report = settings.publish_dir / REPORT_NAME
+        if report.exists():
+            print(f"  report        : {report.resolve().as_uri()}  (open in a browser; offline)")
     else:
         print("  BI database   : not published (a gate failed; see the run in `make dev`)")
     print(f"  delivery data : {settings.data_dir}")

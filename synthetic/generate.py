@@ -34,16 +34,33 @@ def _set_received_time(path: Path, delivery_date: dt.date) -> None:
     os.utime(path, (stamp, stamp))
 
 
+#: The planted bad delivery: one SMO's payments file of the second week carries a negative
+#: amount that is not a credit note, so the delivery gate rejects it whole (the next week's file
+#: supersedes it). Only with at least 4 weeks, so it lands before the retroactive edits.
+REJECTED_FEED, REJECTED_RULE, REJECTED_MIN_WEEKS = "payments", "amount.non_negative", 4
+
+
 class _SnapshotFiles:
     """Lazily opened writers: a file is created only when it gets a row (no empty snapshots)."""
 
-    def __init__(self, smo: SMO, inbox: Path):
+    def __init__(self, smo: SMO, inbox: Path, spoil: tuple[str, dt.date] | None = None):
         self.smo, self.inbox = smo, inbox / smo.smo_id
         self.writers: dict[tuple[str, str | None, dt.date], FeedWriter] = {}
+        self.spoil, self.spoiled = spoil, None
+
+    def _spoil(self, feed: str, as_of: dt.date, rows: list[dict[str, Any]]) -> list[dict]:
+        if self.spoiled is not None or (feed, as_of) != self.spoil:
+            return rows
+        for i, row in enumerate(rows):
+            if row.get("credit_note") is None and (row.get("amount") or 0) > 0:
+                self.spoiled = {"row": row, "value": -150.0}
+                return [*rows[:i], {**row, "amount": -150.0}, *rows[i + 1 :]]
+        return rows
 
     def write(self, feed: str, study_id: str, as_of: dt.date, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
+        rows = self._spoil(feed, as_of, rows)
         dialect = self.smo.dialect
         per_study = dialect.feeds[feed].per_study_file
         key = (feed, study_id if per_study else None, as_of)
@@ -52,6 +69,8 @@ class _SnapshotFiles:
             name = dialect.file_name(feed, as_of, study_id if per_study else None)
             title = f"{feed.title()} report as of {as_of.isoformat()}"
             writer = self.writers[key] = FeedWriter(dialect, feed, self.inbox / name, title)
+        if self.spoiled is not None and "file_name" not in self.spoiled:
+            self.spoiled["file_name"] = writer.path.name
         writer.write(rows)
 
     def close(self, study_id: str | None = None) -> list[Path]:
@@ -67,12 +86,21 @@ class _SnapshotFiles:
 
 
 def write_deliveries(portfolio: Portfolio, out: Path) -> dict[str, Any]:
-    """Every SMO's weekly snapshots; returns planted edits with their site context."""
+    """Every SMO's weekly snapshots; returns planted edits with their site context and the
+    planted rejected delivery."""
     inbox = out / "inbox"
     edits: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
     edit_from = portfolio.edit_from
+    spoiler = None
+    if len(portfolio.delivery_dates) >= REJECTED_MIN_WEEKS:
+        spoiler = next(
+            (s.smo_id for s in portfolio.smos if not s.pays_late and REJECTED_FEED in s.feeds),
+            None,
+        )
     for smo in portfolio.smos:
-        files = _SnapshotFiles(smo, inbox)
+        spoil = (REJECTED_FEED, portfolio.delivery_dates[1]) if smo.smo_id == spoiler else None
+        files = _SnapshotFiles(smo, inbox, spoil)
         sites = sorted(
             (s for s in portfolio.sites if s.smo_id == smo.smo_id),
             key=lambda s: (s.study_id, s.site_id),
@@ -99,11 +127,26 @@ def write_deliveries(portfolio: Portfolio, out: Path) -> dict[str, Any]:
                         feed, site.study_id, as_of, list(snapshot(history, feed, as_of, edited))
                     )
         files.close()
-    return {"edits": edits}
+        if files.spoiled is not None:
+            rejected.append(
+                {
+                    "smo_id": smo.smo_id,
+                    "feed": REJECTED_FEED,
+                    "delivery_date": spoil[1].isoformat(),
+                    "file_name": files.spoiled["file_name"],
+                    "rule": REJECTED_RULE,
+                    "column": "amount",
+                    "value": files.spoiled["value"],
+                }
+            )
+    return {"edits": edits, "rejected_deliveries": rejected}
 
 
 def ground_truth(
-    portfolio: Portfolio, edits: list[dict[str, Any]], registry: dict[str, Any]
+    portfolio: Portfolio,
+    edits: list[dict[str, Any]],
+    registry: dict[str, Any],
+    rejected: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     dates = portfolio.delivery_dates
     edit_from = portfolio.edit_from
@@ -143,6 +186,7 @@ def ground_truth(
             if s.role
         ],
         "late_paying_smos": [s.smo_id for s in portfolio.smos if s.pays_late],
+        "rejected_deliveries": rejected or [],
         "sites_never_activated": [
             {"smo_id": s.smo_id, "study_id": s.study_id, "site_id": s.site_id}
             for s in portfolio.sites
@@ -190,7 +234,7 @@ def generate(
         (profiles / f"{smo.smo_id}.yaml").write_text(text, encoding="utf-8")
     delivered = write_deliveries(portfolio, out)
     registry = write_registry_fixtures(portfolio, out / "registry")
-    truth = ground_truth(portfolio, delivered["edits"], registry)
+    truth = ground_truth(portfolio, delivered["edits"], registry, delivered["rejected_deliveries"])
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=2, ensure_ascii=False) + "\n")
     return truth
 

@@ -1,21 +1,15 @@
-"""The Poisson-Gamma forecast (dbt Python model) on small hand-checked inputs."""
+"""The Poisson-Gamma forecast (forecasting/enrollment.py, behind two dbt Python models) on
+small hand-checked inputs."""
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.settings import DBT_PROJECT_DIR
-
-_spec = importlib.util.spec_from_file_location(
-    "enrollment_forecast", DBT_PROJECT_DIR / "models" / "marts" / "enrollment_forecast.py"
-)
-forecast = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(forecast)
+from forecasting import enrollment as forecast
 
 AS_OF = dt.date(2026, 6, 29)
 
@@ -42,7 +36,7 @@ def test_homogeneous_sites_get_a_tight_prior_not_an_infinite_one():
 
 def test_no_exposure_means_no_forecast():
     assert forecast.fit_gamma(np.array([0, 0]), np.array([0.5, 0.2])) is None
-    result = forecast.forecast_study(
+    result, fan = forecast.forecast_study(
         _sites([{"activation_date": None, "subjects_randomized": 0, "site_months_active": 0.0}]),
         as_of=AS_OF,
         target=10,
@@ -51,6 +45,7 @@ def test_no_exposure_means_no_forecast():
         seed=1,
     )
     assert result["target_date_p50"] is None and result["gamma_alpha"] is None
+    assert fan == []
 
 
 def _two_sites(**extra) -> pd.DataFrame:
@@ -67,9 +62,9 @@ def _two_sites(**extra) -> pd.DataFrame:
 
 def test_forecast_is_reproducible_and_ordered():
     kwargs = dict(as_of=AS_OF, target=100, planned_end=dt.date(2027, 6, 29), draws=2000, seed=7)
-    first = forecast.forecast_study(_two_sites(), **kwargs)
-    again = forecast.forecast_study(_two_sites(), **kwargs)
-    assert first == again
+    first, first_fan = forecast.forecast_study(_two_sites(), **kwargs)
+    again, again_fan = forecast.forecast_study(_two_sites(), **kwargs)
+    assert (first, first_fan) == (again, again_fan)
     assert first["target_date_p10"] <= first["target_date_p50"] <= first["target_date_p90"]
     assert (
         first["randomized_by_end_p10"]
@@ -94,8 +89,8 @@ def test_a_pending_site_starts_at_its_planned_activation():
         planned_activation_date=planned,
     )
     kwargs = dict(as_of=AS_OF, target=100, planned_end=dt.date(2027, 6, 29), draws=2000, seed=7)
-    base = forecast.forecast_study(_two_sites(), **kwargs)
-    more = forecast.forecast_study(with_pending, **kwargs)
+    base, _ = forecast.forecast_study(_two_sites(), **kwargs)
+    more, _ = forecast.forecast_study(with_pending, **kwargs)
     assert more["sites_pending_activation"] == 1
     assert more["target_date_p50"] < base["target_date_p50"]
     # before its activation the pending site adds nothing: same draws for the first 200 days
@@ -107,7 +102,24 @@ def test_a_pending_site_starts_at_its_planned_activation():
 
 
 def test_target_already_reached_is_reached_today():
-    result = forecast.forecast_study(
+    result, _ = forecast.forecast_study(
         _two_sites(), as_of=AS_OF, target=30, planned_end=None, draws=100, seed=1
     )
     assert result["target_date_p10"] == result["target_date_p90"] == AS_OF
+
+
+def test_the_fan_starts_at_today_widens_and_crosses_the_target_at_the_median_date():
+    kwargs = dict(as_of=AS_OF, target=100, planned_end=dt.date(2027, 6, 29), draws=2000, seed=7)
+    result, fan = forecast.forecast_study(_two_sites(), **kwargs)
+    assert fan[0]["forecast_date"] == AS_OF
+    assert fan[0]["randomized_p10"] == fan[0]["randomized_p90"] == 36
+    for point in fan:
+        assert point["randomized_p10"] <= point["randomized_p50"] <= point["randomized_p90"]
+    for before, after in zip(fan, fan[1:], strict=False):
+        assert after["forecast_date"] - before["forecast_date"] == dt.timedelta(days=7)
+        assert after["randomized_p50"] >= before["randomized_p50"]
+    assert fan[-1]["randomized_p90"] - fan[-1]["randomized_p10"] > 10  # the fan widens
+    # P(reached by d) = P(cumulative on d >= target): the median path crosses the target within
+    # a week of the median target date, and the fan runs past it.
+    crossed = next(p["forecast_date"] for p in fan if p["randomized_p50"] >= 100)
+    assert abs((crossed - result["target_date_p50"]).days) <= 7

@@ -210,3 +210,45 @@ def test_forecast_covers_every_study(demo):
     for study, p10, p50, p90, randomized in rows:
         assert randomized > 0, study
         assert p10 is not None and p10 <= p50 <= (p90 or p50), study
+    fan = _rows(
+        con,
+        "select study_id, min(randomized_p10), max(randomized_p90), count(*) "
+        "from marts.enrollment_forecast_path where weeks_ahead = 0 group by 1 order by 1",
+    )
+    assert [(s, lo, hi) for s, lo, hi, _ in fan] == [(r[0], r[4], r[4]) for r in rows]
+
+
+def test_the_planted_bad_delivery_is_rejected_with_its_reason_and_the_feed_keeps_its_data(demo):
+    con, truth = demo
+    [planted] = truth["rejected_deliveries"]
+    rejected = _rows(
+        con,
+        "select smo_id, feed, file_name, delivery_date::varchar, rejection_reasons "
+        "from marts.delivery_log where status = 'REJECTED'",
+    )
+    assert [r[:4] for r in rejected] == [
+        (planted["smo_id"], planted["feed"], planted["file_name"], planted["delivery_date"])
+    ]
+    reason = rejected[0][4]
+    assert reason.startswith(f"{planted['rule']} (1 row, first at row ")
+    assert f"amount={planted['value']}" in reason
+    # In the week of the rejected file the feed still has last week's data: 7 days old, one
+    # rejection since, not yet stale (8 days); by the next week a new file replaced it.
+    weeks = truth["delivery_dates"]
+    freshness = _rows(
+        con,
+        f"""
+        select as_of_date::varchar, last_accepted_delivery_date::varchar, age_days,
+               rejected_since_last_accepted, is_stale
+        from marts.feed_freshness
+        where smo_id = '{planted["smo_id"]}' and feed = '{planted["feed"]}'
+          and as_of_date::varchar in ('{weeks[1]}', '{weeks[2]}')
+        order by 1
+        """,
+    )
+    assert freshness == [
+        (weeks[1], weeks[0], 7, 1, False),
+        (weeks[2], weeks[2], 0, 0, False),
+    ]
+    stale = _rows(con, "select count(*) from marts.feed_freshness where is_stale")[0][0]
+    assert stale == 0

@@ -22,11 +22,13 @@ from ingest.settings import PROJECT_ROOT, WAREHOUSE_WRITER_POOL, load_settings
 from ingest.warehouse import record_gate_results
 from orchestration.dbt import dbt_project
 from orchestration.resources import DuckDBWarehouse
-from publishing.bi_database import code_version, publish, read_published
+from publishing.bi_database import code_version, current_publish_id, publish, read_published
+from publishing.report import headline_markdown, write_report
 
 RULES = mart_rules(json.loads(dbt_project.manifest_path.read_text()))
 MART_KEYS = {mart: dg.AssetKey(["marts", mart]) for mart in sorted(RULES)}
 PUBLISHED_KEY = dg.AssetKey(["bi", "oversight"])
+REPORT_KEY = dg.AssetKey(["bi", "oversight_report"])
 
 
 def _check_result(outcome: Outcome, mart_key: dg.AssetKey, name: str) -> dg.AssetCheckResult:
@@ -87,6 +89,51 @@ def smo_freshness(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWareh
         outcome = validate_freshness(frame, load_settings().freshness_max_days)
         record_gate_results(con, outcome.gate_rows(context.run.run_id))
     return _check_result(outcome, MART_KEYS["deliveries_used"], "smo_freshness")
+
+
+@dg.asset_check(
+    asset=MART_KEYS["feed_freshness"],
+    name="stale_feeds",
+    blocking=False,
+    pool=WAREHOUSE_WRITER_POOL,
+    description="Warns when an SMO feed's newest accepted delivery is older than "
+    "SMO_STALE_FEED_AFTER_DAYS (default 8) on the as-of date: a missed or rejected weekly file.",
+)
+def stale_feeds(warehouse: DuckDBWarehouse):
+    with warehouse.connect() as con:
+        stale = con.execute(
+            """
+            select smo_id, feed, last_accepted_delivery_date, age_days, stale_after_days,
+                   rejected_since_last_accepted
+            from marts.feed_freshness
+            where as_of_date = (select max(as_of_date) from marts.feed_freshness) and is_stale
+            order by smo_id, feed
+            """
+        ).fetchall()
+    lines = [
+        f"| {smo} | {feed} | {last or 'never'} | {'' if age is None else age} | {rejected} |"
+        for smo, feed, last, age, _limit, rejected in stale
+    ]
+    return dg.AssetCheckResult(
+        passed=not stale,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(stale)} stale feed(s): "
+            + ", ".join(f"{smo} {feed}" for smo, feed, *_ in stale)
+            + f" (older than {stale[0][4]} days)"
+            if stale
+            else "Every SMO feed has an accepted delivery within the staleness threshold."
+        ),
+        metadata={
+            "stale_feeds": len(stale),
+            "stale": dg.MetadataValue.md(
+                "| SMO | feed | last accepted | age (days) | rejected since |\n|---|---|---|---|---|\n"
+                + "\n".join(lines)
+                if lines
+                else "none"
+            ),
+        },
+    )
 
 
 publish_gate_checks = [_gate_check(mart) for mart in MART_KEYS]
@@ -161,7 +208,41 @@ def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
             "kept_publishes": len(result.history),
             "seconds": round(result.seconds, 2),
             "tables": dg.MetadataValue.md(
-                "\n".join(f"| {t} | {n} |" for t, n in result.tables.items())
+                "| table | rows |\n|---|---|\n"
+                + "\n".join(f"| {t} | {n:,} |" for t, n in result.tables.items())
             ),
+        }
+    )
+
+
+@dg.asset(
+    key=REPORT_KEY,
+    deps=[PUBLISHED_KEY],
+    group_name="bi",
+    kinds={"html"},
+    description="The weekly oversight report: one self-contained HTML file per publish (static "
+    "SVG charts, opens offline), rendered from the published BI database only.",
+)
+def oversight_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    settings = load_settings()
+    publish_id = current_publish_id(settings.publish_dir)
+    result = write_report(settings.publish_dir, publish_id, keep=settings.publish_keep)
+    top = result.headline
+    context.log.info(
+        f"Oversight report as of {top.as_of_date}: {result.latest} ({len(result.charts)} charts)"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.url(result.latest.resolve().as_uri()),
+            "report_path": dg.MetadataValue.path(str(result.latest)),
+            "this_publish": dg.MetadataValue.path(str(result.path)),
+            "publish_id": publish_id,
+            "as_of_date": top.as_of_date,
+            "charts": len(result.charts),
+            "red_flags": top.red_flags,
+            "deliveries_rejected_this_week": top.deliveries_rejected_this_week,
+            "stale_feeds": top.stale_feeds,
+            "headline": dg.MetadataValue.md(headline_markdown(top)),
+            "smo_scorecard": dg.MetadataValue.md(result.scorecard_markdown),
         }
     )

@@ -25,6 +25,7 @@ from orchestration.resources import DuckDBWarehouse
 RAW_KEYS = {feed: dg.AssetKey(["raw", feed]) for feed in FEEDS}
 LEDGER_KEY = dg.AssetKey(["ops", "deliveries"])
 CURRENT_KEY = dg.AssetKey(["ops", "current_deliveries"])
+GATE_RESULTS_KEY = dg.AssetKey(["ops", "gate_results"])
 FAILURES_SHOWN = 10
 
 
@@ -55,6 +56,16 @@ def _specs() -> list[dg.AssetSpec]:
             group_name="ops",
             kinds={"duckdb"},
             description="Which accepted delivery is current per (SMO, feed, study).",
+        )
+    )
+    specs.append(
+        dg.AssetSpec(
+            GATE_RESULTS_KEY,
+            group_name="ops",
+            kinds={"duckdb"},
+            description="Every gate's verdicts (delivery, warehouse, publish) as oversight "
+            "evidence. Created here with the delivery gate's rows; the dbt step and the publish "
+            "checks append theirs.",
         )
     )
     return specs
@@ -229,6 +240,10 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
         contract_checks = [_contract_check(con, feed) for feed in RAW_KEYS]
         record_gate_results(
             con, check_result_rows("delivery", context.run_id, contract_checks, "violations")
+        )
+        (gate_rows,) = con.execute("select count(*) from ops.gate_results").fetchone()
+        yield dg.MaterializeResult(
+            asset_key=GATE_RESULTS_KEY, metadata={"dagster/row_count": gate_rows}
         )
         for feed, check in zip(RAW_KEYS, contract_checks, strict=True):
             yield check

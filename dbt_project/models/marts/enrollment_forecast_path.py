@@ -1,0 +1,15 @@
+"""The forecast fan per study: weekly P10/P50/P90 of cumulative randomized (same draws as
+enrollment_forecast: same seed, same inputs; forecasting/enrollment.py)."""
+
+from forecasting.enrollment import forecast_tables
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    _forecast, fan = forecast_tables(
+        dbt.ref("int_site_week__enrollment").df(),
+        dbt.ref("stg_ctgov__studies").df(),
+        draws=int(dbt.config.get("forecast_draws") or 2000),
+        base_seed=int(dbt.config.get("forecast_seed") or 20261122),
+    )
+    return fan

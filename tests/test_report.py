@@ -1,0 +1,321 @@
+"""The oversight report: its numbers are the published marts', it is self-contained, and it
+renders in a real browser (Debian's Chromium, headless) with every chart present.
+
+The browser tests need `chromium` on PATH: `make test` installs Debian's package where it runs
+as root with apt-get (CI); elsewhere they skip and say so.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from ingest.settings import PROJECT_ROOT
+from publishing.bi_database import published_path
+from publishing.report import REPORT_NAME, REPORTS_DIR
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium not found: Debian's `chromium` package, which `make test` installs when it "
+    "runs as root with apt-get (as in CI)",
+)
+#: Where the browser test leaves its screenshot (git-ignored).
+ARTIFACTS = Path(os.environ.get("SMO_TEST_ARTIFACTS", PROJECT_ROOT / "var" / "test-artifacts"))
+
+#: Injected into a copy of the report: after load, measure every chart as laid out, list every
+#: resource the page fetched and every error event, and write it all into the DOM as JSON.
+MEASURE = """
+<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(
+  e.message || (e.target && (e.target.src || e.target.href)) || 'error')), true);
+window.addEventListener('load', () => {
+  const charts = [...document.querySelectorAll('figure[data-chart]')].map(f => {
+    const svg = f.querySelector('svg');
+    const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+    return {id: f.dataset.chart, width: box.width, height: box.height,
+      title: (f.querySelector('.chart-title') || {}).textContent || '',
+      axes: [...f.querySelectorAll('.axis-label')].map(t => t.textContent),
+      marks: f.querySelectorAll('.mark').length};
+  });
+  const out = {charts, errors: window.__errors, width: document.documentElement.scrollWidth,
+    resources: performance.getEntriesByType('resource').map(r => r.name)};
+  const pre = document.createElement('pre');
+  pre.id = 'measured';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+def _chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={user_data}", "--enable-logging=stderr",
+            "--v=0", *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def console_messages(stderr: str) -> list[str]:
+    """Messages the page wrote to the console, as Chromium logs them with --enable-logging."""
+    return re.findall(r":CONSOLE[^\]]*\] (.*)", stderr)
+
+
+def render_in_browser(html_path: Path, work: Path) -> tuple[dict, list[str]]:
+    """Open a copy of the page (with MEASURE injected) at a laptop's width, served from a local
+    HTTP server so the browser's resource timing sees every fetch; returns the measurements
+    and the console messages."""
+
+    page = work / "measured.html"
+    page.write_text(
+        html_path.read_text(encoding="utf-8").replace("</head>", MEASURE + "</head>", 1),
+        encoding="utf-8",
+    )
+    handler = functools.partial(_QuietHandler, directory=str(work))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            done = _chromium(
+                "--window-size=1366,900", "--virtual-time-budget=5000", "--dump-dom",
+                f"http://127.0.0.1:{server.server_port}/{page.name}",
+                user_data=work / "profile-measure",
+            )  # fmt: skip
+        finally:
+            server.shutdown()
+    found = re.search(r'<pre id="measured">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"the page did not finish loading in Chromium:\n{done.stderr[-2000:]}"
+    text = found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+    return json.loads(text.replace("&amp;", "&")), console_messages(done.stderr)
+
+
+class _Metrics(HTMLParser):
+    """data-metric values of the summary and data-rag cells of the scorecard."""
+
+    def __init__(self):
+        super().__init__()
+        self.metrics: dict[str, str] = {}
+        self.rag: dict[tuple[str, str], str] = {}
+        self.stale: dict[tuple[str, str], bool] = {}
+        self._metric: str | None = None
+        self._in_value = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "data-metric" in a:
+            self._metric = a["data-metric"]
+        if self._metric and a.get("class") == "value":
+            self._in_value = True
+        if "data-rag" in a:
+            self.rag[(a["data-smo"], a["data-kpi"])] = a["data-rag"]
+        if "data-stale" in a and "data-feed" in a:
+            self.stale[(a["data-smo"], a["data-feed"])] = a["data-stale"] == "true"
+
+    def handle_data(self, data):
+        if self._in_value:
+            self.metrics[self._metric] = data.strip()
+            self._in_value, self._metric = False, None
+
+
+def _parse(html: str) -> _Metrics:
+    parser = _Metrics()
+    parser.feed(html)
+    return parser
+
+
+def _number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def _expected_charts(con: duckdb.DuckDBPyConnection) -> set[str]:
+    studies = con.execute(
+        "select count(*) from study_enrollment "
+        "where as_of_date = (select max(as_of_date) from study_enrollment)"
+    ).fetchall()[0][0]
+    kris = con.execute(
+        "select distinct kri_id from site_flags where comparison_group = 'portfolio' "
+        "and method = 'funnel' and as_of_date = (select max(as_of_date) from site_flags)"
+    ).fetchall()
+    return (
+        {f"enrollment-{i + 1}" for i in range(studies)}
+        | {f"funnel-{k.replace('_', '-')}" for (k,) in kris}
+        | {"trend-important-deviation-rate", "trend-deviations-per-visit", "payment-aging",
+           "entry-lag", "registry-benchmark"}
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def published(refreshed_portfolio: Path) -> Path:
+    return refreshed_portfolio / "publish"
+
+
+def test_the_report_is_written_beside_the_published_file_for_this_publish(published: Path):
+    with duckdb.connect(str(published_path(published)), read_only=True) as con:
+        publish_id = con.execute("select publish_id from meta").fetchall()[0][0]
+    latest = published / REPORT_NAME
+    assert latest.is_file()
+    kept = published / REPORTS_DIR / f"oversight-report-{publish_id}.html"
+    assert kept.read_bytes() == latest.read_bytes()
+    assert publish_id in latest.read_text(encoding="utf-8")
+
+
+def test_headline_numbers_equal_the_published_marts(published: Path):
+    html = (published / REPORT_NAME).read_text(encoding="utf-8")
+    page = _parse(html)
+    with duckdb.connect(str(published_path(published)), read_only=True) as con:
+
+        def one(sql: str):
+            return con.execute(sql).fetchall()[0][0]
+
+        latest = "as_of_date = (select max(as_of_date) from {t})"
+        as_of = one("select max(as_of_date) from study_enrollment")
+        expected = {
+            "studies": one("select count(distinct study_id) from site_enrollment where "
+                           + latest.format(t="site_enrollment")),
+            "sites_activated": one("select count(*) from site_enrollment where is_activated and "
+                                   + latest.format(t="site_enrollment")),
+            # randomized from the site mart; the report reads the forecast's study totals
+            "randomized": one("select sum(subjects_randomized) from site_enrollment where "
+                              + latest.format(t="site_enrollment")),
+            "red_flags": one("select count(*) from site_flags where flag = 'red' and "
+                             "comparison_group = 'study' and " + latest.format(t="site_flags")),
+            "deliveries_rejected_this_week": one(
+                "select count(*) from delivery_log where status = 'REJECTED' and "
+                f"delivery_date between date '{as_of}' - 6 and date '{as_of}'"),
+            "stale_feeds": one("select count(*) filter (where is_stale) from feed_freshness "
+                               "where " + latest.format(t="feed_freshness")),
+        }  # fmt: skip
+        scorecard = {
+            (smo, kpi): rag
+            for smo, kpi, rag in con.execute(
+                "select smo_id, kpi_id, rag from smo_scorecard where rag is not null and "
+                + latest.format(t="smo_scorecard")
+            ).fetchall()
+        }
+        freshness = {
+            (smo, feed): stale
+            for smo, feed, stale in con.execute(
+                "select smo_id, feed, is_stale from feed_freshness where "
+                + latest.format(t="feed_freshness")
+            ).fetchall()
+        }
+    shown = {key: _number(page.metrics[key]) for key in expected}
+    assert shown == expected
+    assert expected["studies"] > 0 and expected["randomized"] > 0
+    assert f"as of {as_of}" in html
+    assert page.rag == scorecard and scorecard
+    assert page.stale == freshness and freshness
+
+
+def test_the_report_fetches_nothing(published: Path):
+    html = (published / REPORT_NAME).read_text(encoding="utf-8")
+    assert "<script" not in html.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.I)
+    assert "@import" not in html and "url(" not in html
+
+
+@needs_chromium
+def test_the_report_renders_in_chromium_with_every_chart(published: Path, tmp_path: Path):
+    with duckdb.connect(str(published_path(published)), read_only=True) as con:
+        expected = _expected_charts(con)
+    measured, console = render_in_browser(published / REPORT_NAME, tmp_path)
+    assert console == [], f"console messages: {console}"
+    assert measured["errors"] == [] and measured["resources"] == []
+    assert measured["width"] <= 1366, "the page scrolls sideways on a laptop screen"
+    charts = {c["id"]: c for c in measured["charts"]}
+    assert set(charts) == expected
+    for chart in charts.values():
+        assert chart["width"] >= 400 and chart["height"] >= 200, chart
+        assert chart["title"], chart
+        assert len(chart["axes"]) == 2 and all(chart["axes"]), chart
+        assert all("(" in axis or axis in ("date", "SMO", "as-of week", "study")
+                   for axis in chart["axes"]), f"axis without unit: {chart}"  # fmt: skip
+        assert chart["marks"] > 0, chart
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "oversight-report.png"
+    screenshot.unlink(missing_ok=True)
+    _chromium(
+        "--window-size=1366,3000", "--hide-scrollbars", f"--screenshot={screenshot}",
+        (published / REPORT_NAME).as_uri(), user_data=tmp_path / "profile-shot",
+    )  # fmt: skip
+    assert screenshot.stat().st_size > 50_000, "the screenshot looks blank"
+
+
+@needs_chromium
+def test_console_errors_and_fetches_would_be_caught(tmp_path: Path):
+    """The browser test's detectors see a page that logs an error and fetches a file."""
+    page = tmp_path / "broken.html"
+    (tmp_path / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    page.write_text(
+        "<html><head></head><body><script>console.error('chart failed')</script>"
+        '<img src="missing.png"><img src="logo.svg"><figure data-chart="x"></figure></body></html>'
+    )
+    measured, console = render_in_browser(page, tmp_path)
+    assert any("chart failed" in m for m in console)
+    assert any("missing.png" in e for e in measured["errors"])
+    assert any("logo.svg" in r for r in measured["resources"])
+    assert measured["charts"][0]["width"] == 0
+
+
+def test_a_missed_weekly_delivery_makes_the_feeds_stale_in_the_mart_check_and_report(
+    project_env: Path, small_portfolio: Path, monkeypatch: pytest.MonkeyPatch, dagster_instance
+):
+    """One SMO sends nothing in the last week: its feeds are 7 days old, stale against a 6-day
+    threshold; the warning check names them, the run still publishes, the report counts them."""
+    from orchestration.demo import refresh_job
+
+    shutil.copytree(small_portfolio, project_env / "data")
+    truth = json.loads((small_portfolio / "ground_truth.json").read_text())
+    last = truth["delivery_dates"][-1].replace("-", "")
+    silent = truth["smos"][0]["smo_id"]
+    removed = [p for p in (project_env / "data" / "inbox" / silent).iterdir() if last in p.name]
+    assert removed, f"no files of {last} for {silent}"
+    for path in removed:
+        path.unlink()
+    monkeypatch.setenv("SMO_STALE_FEED_AFTER_DAYS", "6")
+
+    result = dg.execute_job(dg.reconstructable(refresh_job), instance=dagster_instance)
+
+    assert result.success
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "stale_feeds"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    feeds = set(truth["smos"][0]["feeds"])
+    assert check.metadata["stale_feeds"].value == len(feeds)
+    assert silent in check.description
+    with duckdb.connect(str(project_env / "warehouse.duckdb"), read_only=True) as con:
+        stale = con.execute(
+            "select smo_id, feed, age_days from marts.feed_freshness where is_stale and "
+            "as_of_date = (select max(as_of_date) from marts.feed_freshness)"
+        ).fetchall()
+    assert {(smo, feed) for smo, feed, _ in stale} == {(silent, f) for f in feeds}
+    assert {age for *_, age in stale} == {7}
+    page = _parse((project_env / "publish" / REPORT_NAME).read_text(encoding="utf-8"))
+    assert _number(page.metrics["stale_feeds"]) == len(feeds)
+    assert {k for k, v in page.stale.items() if v} == {(silent, f) for f in feeds}
