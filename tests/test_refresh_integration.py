@@ -275,3 +275,29 @@ def test_a_failing_expectation_blocks_the_publish_and_keeps_the_last_one(
         "marts/site_enrollment",
         "expect_column_distinct_values_to_contain_set(smo_id+study_id+site_id)",
     ) in {(target, check) for target, check, _ in failed_rows}
+
+
+def test_a_refresh_with_nothing_new_skips_the_rebuild_and_keeps_the_publish(
+    refreshed_env: Path, dagster_instance
+):
+    published = refreshed_env / "publish" / "oversight.duckdb"
+    before = _sha256(published)
+    from orchestration.defs.dbt_models import warehouse_models
+
+    dbt_keys = set(warehouse_models.keys)
+
+    again = _run_refresh(dagster_instance)
+
+    assert again.success
+    materialized = {e.asset_key for e in again.get_asset_materialization_events()}
+    assert not materialized & dbt_keys
+    assert dg.AssetKey(["bi", "oversight"]) not in materialized
+    assert not [c for c in again.get_asset_check_evaluations() if c.check_name == "publish_gate"]
+    assert _sha256(published) == before
+
+    forced = _run_refresh(dagster_instance, tags={"smo/rebuild": "true"})
+
+    assert forced.success
+    rebuilt = {e.asset_key for e in forced.get_asset_materialization_events()}
+    assert dbt_keys <= rebuilt and dg.AssetKey(["bi", "oversight"]) in rebuilt
+    assert _sha256(published) != before

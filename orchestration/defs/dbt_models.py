@@ -4,6 +4,8 @@ This is the warehouse gate: after each `dbt build` every test's outcome is store
 ops.gate_results, and a failed build ends the step with a message naming what failed.
 """
 
+import json
+
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
@@ -11,8 +13,16 @@ from ingest.settings import WAREHOUSE_WRITER_POOL
 from ingest.warehouse import record_gate_results
 from orchestration.dbt import dbt_project, translator
 from orchestration.resources import DuckDBWarehouse
+from orchestration.unchanged import fingerprint, last_build, record_build
+
+#: Run tag that forces a rebuild even when nothing the build reads has changed.
+REBUILD_TAG = "smo/rebuild"
 
 SHOWN = 10
+
+
+def dbt_project_manifest() -> dict:
+    return json.loads(dbt_project.manifest_path.read_text())
 
 
 def warehouse_gate_rows(run_results: dict, manifest: dict, run_id: str) -> list[dict]:
@@ -65,6 +75,20 @@ def _failure_summary(run_results: dict) -> str:
 def warehouse_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse
 ):
+    full = set(context.selected_asset_keys) == set(context.assets_def.keys)
+    with warehouse.connect() as con:
+        inputs = fingerprint(con, dbt_project_manifest())
+        previous = last_build(con)
+    forced = context.run.tags.get(REBUILD_TAG, "").lower() == "true"
+    if full and not forced and previous is not None and previous[0] == inputs:
+        # Nothing to yield: the marts, their checks, the publish and the report stay as the
+        # last complete build left them (Dagster skips everything downstream).
+        context.log.info(
+            f"Nothing dbt reads has changed since run {previous[1]} (no new deliveries, registry "
+            f"versions, project or code changes): dbt build skipped, the published marts stay. "
+            f"Tag a run {REBUILD_TAG}=true to rebuild anyway."
+        )
+        return
     # `build` interleaves tests with models, so a failing error-severity test stops everything
     # downstream of it inside dbt too, not only in Dagster.
     with warehouse.exported_to_dbt():
@@ -77,3 +101,6 @@ def warehouse_models(
         )
     if not invocation.is_successful():
         raise dg.Failure(description=_failure_summary(run_results))
+    if full:
+        with warehouse.connect() as con:
+            record_build(con, inputs, context.run_id)
