@@ -2,6 +2,7 @@
 #   make demo   run the full oversight refresh on the embedded default data
 #   make test   ruff + the whole pytest suite
 #   make dev    Dagster UI (dagster dev) on http://127.0.0.1:3000
+#   make bench  end-to-end refresh benchmark (BENCH_ARGS="--scales 1 4" for a subset)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -18,12 +19,13 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := dbt_project/dbt_project.yml dbt_project/profiles.yml \
 	$(shell find dbt_project/models dbt_project/macros dbt_project/seeds dbt_project/tests -type f 2>/dev/null)
 
-.PHONY: help setup uv browser demo test lint dev clean
+.PHONY: help setup uv browser demo test bench lint dev clean
 
 help:
 	@echo "make demo   - full oversight refresh on sample data (no network, no server)"
 	@echo "make test   - ruff + pytest (the whole suite)"
 	@echo "make dev    - Dagster UI on http://127.0.0.1:3000"
+	@echo "make bench  - end-to-end refresh benchmark against the DuckDB floor (large, 1x/4x/16x)"
 	@echo "make clean  - remove generated state (var/, .dagster_home/, dbt target/)"
 
 uv:
@@ -63,6 +65,10 @@ browser:
 
 test: setup lint browser
 	$(RUN) pytest
+
+# Generates the portfolios once (var/bench/), then ~1 h on 2 cores; results in bench/results/.
+bench: setup
+	$(RUN) python -m bench.refresh $(BENCH_ARGS)
 
 dev: setup
 	$(RUN) dagster dev -m orchestration.definitions

@@ -172,7 +172,16 @@ def entities(frame: pd.DataFrame, columns: tuple[str, ...]) -> set[str]:
 
 
 def _entity_series(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
-    return frame[list(columns)].astype("string").fillna("∅").agg("|".join, axis=1)
+    """'a|b|c' per row, vectorized (a row-wise join took seconds on 250k rows)."""
+    parts = [frame[c].astype("string").fillna("∅") for c in columns]
+    key = parts[0]
+    for part in parts[1:]:
+        key = key + "|" + part
+    return key
+
+
+#: The finding that says whether anything published before has disappeared.
+ENTITIES_PRESENT = "expect_previously_published_entities_present"
 
 
 @cache
@@ -252,24 +261,28 @@ def validate_mart(
         expectations.append(
             gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
         )
-    if rules.entity and previous_entities:
-        frame = frame.assign(_entity=_entity_series(frame, rules.entity) if len(frame) else "")
-        expectations.append(
-            gxe.ExpectColumnDistinctValuesToContainSet(
-                column="_entity", value_set=sorted(previous_entities)
-            )
-        )
-        missing = sorted(previous_entities - set(frame["_entity"]))
     findings = _validate(rules.mart, frame, expectations)
     if rules.entity and previous_entities:
-        for f in findings:
-            if f.column == "_entity":
-                f.column = "+".join(rules.entity)
-                f.observed = (
-                    f"{len(missing)} of {len(previous_entities)} previously published missing"
-                )
-                f.examples = missing[:EXAMPLES]
+        findings.append(_nothing_disappeared(frame, rules.entity, previous_entities))
     return Outcome(target=f"marts/{rules.mart}", rows=len(frame), findings=findings)
+
+
+def _nothing_disappeared(
+    frame: pd.DataFrame, entity: tuple[str, ...], previous: set[str]
+) -> Finding:
+    """Every entity of the last publish is still here. A set difference, not GX's
+    distinct-values expectation: that one carries the whole value set in its configuration and
+    its result, which took 93 s for the 250k KPI rows of the `large` portfolio."""
+    present = set(_entity_series(frame, entity)) if len(frame) else set()
+    missing = sorted(previous - present)
+    return Finding(
+        expectation=ENTITIES_PRESENT,
+        column="+".join(entity),
+        success=not missing,
+        observed=f"{len(missing)} of {len(previous)} previously published missing",
+        unexpected_count=len(missing),
+        examples=missing[:EXAMPLES],
+    )
 
 
 def validate_freshness(deliveries_used: pd.DataFrame, max_days: int) -> Outcome:

@@ -13,6 +13,7 @@ and `enrollment_forecast_path` (the weekly P10/P50/P90 fan), and imported by the
 
 import datetime as dt
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 DAYS_PER_MONTH = 30.4375
 HORIZON_DAYS = 3650
+CHUNK_DAYS = 365
 
 #: The output table's columns and types, fixed so an empty warehouse builds the same table.
 SCHEMA = pa.schema(
@@ -94,17 +96,30 @@ def simulate(
     draws: int,
     seed: int,
     horizon_days: int = HORIZON_DAYS,
+    enough: Callable[[np.ndarray, int], bool] | None = None,
 ) -> np.ndarray:
-    """Cumulative future randomizations, shape (draws, horizon_days): day d = end of day d+1."""
+    """Cumulative future randomizations, shape (draws, days simulated): day d = end of day d+1.
+
+    Simulated a year at a time up to `horizon_days`, stopping early once `enough(totals so far,
+    days simulated)` says so: most studies reach their target in a year or two, and simulating
+    ten years of days for every draw was the forecast's whole cost.
+    """
     rng = np.random.default_rng(seed)
     shape = np.where(active, alpha + randomized, alpha)
     rate = np.where(active, beta + months, beta)
     lam = rng.gamma(shape, 1.0 / rate, size=(draws, len(shape)))  # per month
-    days = np.arange(horizon_days)
-    # expected arrivals per day of each draw: sum of the rates of the sites open that day
-    open_sites = (days[None, :] >= start_day[:, None]).astype(float)  # (sites, days)
-    daily_mean = lam @ open_sites / DAYS_PER_MONTH  # (draws, days)
-    return np.cumsum(rng.poisson(daily_mean), axis=1)
+    parts, totals = [], np.zeros(draws, dtype=np.int64)
+    for first in range(0, horizon_days, CHUNK_DAYS):
+        days = np.arange(first, min(first + CHUNK_DAYS, horizon_days))
+        # expected arrivals per day of each draw: sum of the rates of the sites open that day
+        open_sites = (days[None, :] >= start_day[:, None]).astype(float)  # (sites, days)
+        daily_mean = lam @ open_sites / DAYS_PER_MONTH  # (draws, days)
+        part = totals[:, None] + np.cumsum(rng.poisson(daily_mean), axis=1)
+        totals = part[:, -1]
+        parts.append(part)
+        if enough is not None and enough(totals, int(days[-1]) + 1):
+            break
+    return np.concatenate(parts, axis=1)
 
 
 def forecast_study(
@@ -151,6 +166,10 @@ def forecast_study(
             for act, p in zip(activated, planned, strict=True)
         ]
     )
+    remaining = target - current
+    # simulate until every draw reached the target and the planned end and the fan's minimum
+    # length are covered (or the ten-year horizon runs out)
+    needed_days = max(PATH_MIN_WEEKS * 7 + 1, (planned_end - as_of).days if planned_end else 0)
     cumulative = simulate(
         alpha=alpha,
         beta=beta,
@@ -160,8 +179,8 @@ def forecast_study(
         start_day=start_day[future],
         draws=draws,
         seed=seed,
+        enough=lambda totals, days: days >= needed_days and bool((totals >= remaining).all()),
     )
-    remaining = target - current
     if remaining <= 0:
         reached = np.zeros(draws)
     else:

@@ -98,6 +98,7 @@ def test_a_site_that_disappeared_since_the_last_publish_blocks():
     assert failure.column == "smo_id+study_id+site_id"
     assert failure.examples == ["S|T|GONE"]
     assert "1 of 3 previously published missing" in failure.observed
+    assert failure.expectation == "expect_previously_published_entities_present"
 
 
 def test_a_broken_validator_is_told_apart_from_bad_data():

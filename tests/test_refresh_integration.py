@@ -250,7 +250,7 @@ def test_a_failing_expectation_blocks_the_publish_and_keeps_the_last_one(
     assert {name for _, name in failed} == {"publish_gate"}
     check = failed[("marts/site_enrollment", "publish_gate")]
     assert check.metadata["outcome"].value == "data_failed"
-    assert "expect_column_distinct_values_to_contain_set" in check.description
+    assert "expect_previously_published_entities_present" in check.description
     assert f"|{site}" in check.description and "previously published missing" in check.description
     materialized = {e.asset_key for e in second.get_asset_materialization_events()}
     assert dg.AssetKey(["bi", "oversight"]) not in materialized
@@ -273,7 +273,7 @@ def test_a_failing_expectation_blocks_the_publish_and_keeps_the_last_one(
     assert per_gate["warehouse"] > 100  # every dbt data test and unit test
     assert (
         "marts/site_enrollment",
-        "expect_column_distinct_values_to_contain_set(smo_id+study_id+site_id)",
+        "expect_previously_published_entities_present(smo_id+study_id+site_id)",
     ) in {(target, check) for target, check, _ in failed_rows}
 
 
