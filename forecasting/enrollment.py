@@ -12,6 +12,7 @@ and `enrollment_forecast_path` (the weekly P10/P50/P90 fan), and imported by the
 """
 
 import datetime as dt
+import threading
 import zlib
 from collections.abc import Callable
 
@@ -232,11 +233,38 @@ def study_seed(base: int, study_id: str) -> int:
     return base + zlib.crc32(study_id.encode())
 
 
+_memo: dict[tuple, tuple[pa.Table, pa.Table]] = {}
+_memo_lock = threading.Lock()
+
+
 def forecast_tables(
     sites: pd.DataFrame, studies: pd.DataFrame, *, draws: int, base_seed: int
 ) -> tuple[pa.Table, pa.Table]:
     """The study forecasts and their fans, from the site-week enrollment inputs and the
-    registry's portfolio studies (target = registry enrollment, else the sum of site targets)."""
+    registry's portfolio studies (target = registry enrollment, else the sum of site targets).
+
+    dbt runs the two forecast models in one process, often at once on two threads: the second
+    waits for the first and reuses its result (same inputs, same seed, same draws) instead of
+    simulating everything again.
+    """
+    key = (
+        int(pd.util.hash_pandas_object(sites, index=False).sum()),
+        int(pd.util.hash_pandas_object(studies.astype("string"), index=False).sum()),
+        len(sites),
+        len(studies),
+        draws,
+        base_seed,
+    )
+    with _memo_lock:
+        if key not in _memo:
+            _memo.clear()
+            _memo[key] = _forecast_tables(sites, studies, draws=draws, base_seed=base_seed)
+        return _memo[key]
+
+
+def _forecast_tables(
+    sites: pd.DataFrame, studies: pd.DataFrame, *, draws: int, base_seed: int
+) -> tuple[pa.Table, pa.Table]:
     if sites.empty:
         return SCHEMA.empty_table(), PATH_SCHEMA.empty_table()
     as_of = pd.Timestamp(sites["as_of_date"].max()).date()

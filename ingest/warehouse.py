@@ -317,32 +317,37 @@ def load_accepted(
 def _advance_current(
     con: duckdb.DuckDBPyConnection, delivery_id: int, result: GateResult, studies: list[str]
 ) -> bool:
-    """Point each covered study at this delivery when it is the newest; retire what it replaces."""
-    became_current = False
-    for study in studies:
-        previous = con.execute(
+    """Point each covered study at this delivery when it is the newest; retire what it replaces.
+
+    Set-based: a roster file covers every study of an SMO, and three statements per study made
+    this a tenth of the load time at the `large` scale.
+    """
+    current = {
+        study: (previous_id, previous_date)
+        for study, previous_id, previous_date in con.execute(
             """
-            select delivery_id, delivery_date from ops.current_deliveries
-            where smo_id = ? and feed = ? and study_id = ?
+            select study_id, delivery_id, delivery_date from ops.current_deliveries
+            where smo_id = ? and feed = ?
             """,
-            [result.smo_id, result.feed, study],
-        ).fetchone()
-        if previous is not None and previous[1] > result.delivery_date:
-            continue
+            [result.smo_id, result.feed],
+        ).fetchall()
+    }
+    newer = [s for s in studies if s not in current or current[s][1] <= result.delivery_date]
+    if not newer:
+        return False
+    con.execute(
+        "insert or replace into ops.current_deliveries select ?, ?, unnest(?::varchar[]), ?, ?",
+        [result.smo_id, result.feed, newer, delivery_id, result.delivery_date],
+    )
+    replaced = sorted({current[s][0] for s in newer if s in current} - {delivery_id})
+    if replaced:
+        # A replaced delivery is superseded once it is current for no study at all.
         con.execute(
-            "insert or replace into ops.current_deliveries values (?, ?, ?, ?, ?)",
-            [result.smo_id, result.feed, study, delivery_id, result.delivery_date],
+            """
+            update ops.deliveries set status = 'SUPERSEDED', superseded_by = ?
+            where delivery_id in (select unnest(?::bigint[])) and status = 'ACCEPTED'
+              and delivery_id not in (select delivery_id from ops.current_deliveries)
+            """,
+            [delivery_id, replaced],
         )
-        became_current = True
-        if previous is not None:
-            # The replaced delivery is superseded once it is current for no study at all.
-            con.execute(
-                """
-                update ops.deliveries set status = 'SUPERSEDED', superseded_by = ?
-                where delivery_id = ? and status = 'ACCEPTED' and not exists (
-                    select 1 from ops.current_deliveries where delivery_id = ?
-                )
-                """,
-                [delivery_id, previous[0], previous[0]],
-            )
-    return became_current
+    return True

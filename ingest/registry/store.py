@@ -238,3 +238,17 @@ def rebuild_flat_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         con.unregister("_flat")
         counts[name] = frame.height
     return counts
+
+
+def flat_table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Row counts of the flat tables as they stand (0 for one not built yet)."""
+    built = {
+        t for (t,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'registry'").fetchall()
+    }  # fmt: skip
+    return {
+        name: con.execute(f"select count(*) from registry.{name}").fetchall()[0][0]
+        if name in built
+        else 0
+        for name in FLAT_TABLES
+    }

@@ -74,6 +74,23 @@ def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
             for nct_id, (role, record) in registry_store.latest_records(con).items()
             if role == "portfolio"
         }
+        if since is not None and set(portfolio_ids) <= set(stored):
+            stamp = source.data_timestamp()
+            if stamp == since:
+                # The registry has not changed since the last fetch (its dataTimestamp moves
+                # with every update), and no new study joined the rosters: nothing to ask.
+                context.log.info(f"registry data unchanged since {since}: nothing fetched")
+                yield dg.MaterializeResult(
+                    asset_key=RAW_STUDIES_KEY,
+                    metadata={"data_timestamp": stamp, "mode": settings.registry_mode,
+                              "unchanged_since": since, "records_fetched": 0},
+                )  # fmt: skip
+                counts = registry_store.flat_table_counts(con)
+                for name, key in FLAT_KEYS.items():
+                    yield dg.MaterializeResult(
+                        asset_key=key, metadata={"dagster/row_count": counts[name]}
+                    )
+                return
         try:
             summary = registry_store.fetch_registry(
                 source,

@@ -31,6 +31,21 @@ def test_registry_asset_reports_what_it_fetched(project_env, data_dir, monkeypat
     assert metadata["new_record_versions"].value == metadata["records_fetched"].value > 0
     assert metadata["requests"].value == 0  # replay: no HTTP at all
 
+    # Again, with the registry's data timestamp unchanged: nothing is asked or stored, the flat
+    # tables stay as they are and say how many rows they hold.
+    with dg.instance_for_test() as instance:
+        again = dg.materialize(
+            [registry_studies], resources={"warehouse": DuckDBWarehouse()}, instance=instance
+        )
+    assert again.success
+    by_table = {m.asset_key.path[-1]: m.materialization.metadata
+                for m in again.get_asset_materialization_events()}  # fmt: skip
+    assert by_table["raw_studies"]["unchanged_since"].value == "2026-11-16T09:00:00"
+    assert by_table["raw_studies"]["records_fetched"].value == 0
+    assert by_table["studies"]["dagster/row_count"].value > 0
+    with duckdb.connect(str(project_env / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from registry.fetches").fetchall()[0][0] == 1
+
 
 def test_unreadable_replay_fails_cleanly_without_retries_and_stores_nothing(
     project_env, data_dir, monkeypatch
