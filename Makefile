@@ -66,7 +66,8 @@ browser:
 test: setup lint browser
 	$(RUN) pytest
 
-# Generates the portfolios once (var/bench/), then ~1 h on 2 cores; results in bench/results/.
+# Generates the portfolios once (var/bench/, ~7 min), then ~20 min on 2 cores; results in
+# bench/results/ (git-ignored).
 bench: setup
 	$(RUN) python -m bench.refresh $(BENCH_ARGS)
 
