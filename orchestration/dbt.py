@@ -46,3 +46,21 @@ class WarehouseNamingTranslator(DagsterDbtTranslator):
 translator = WarehouseNamingTranslator(
     settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
 )
+
+
+#: dagster-dbt gives every dbt invocation its own target folder (~14 MB at demo scale: compiled
+#: SQL, manifest, run results); the newest are kept for debugging, older ones removed.
+RUN_TARGETS_KEPT = 5
+
+
+def prune_run_targets(target_dir: Path, prefix: str, keep: int = RUN_TARGETS_KEPT) -> list[Path]:
+    """Remove all but the `keep` newest `<prefix>-*` run folders under dbt's target folder."""
+    import shutil
+
+    folders = sorted(
+        (p for p in target_dir.glob(f"{prefix}-*") if p.is_dir()), key=lambda p: p.stat().st_mtime
+    )
+    removed = folders[:-keep] if keep else folders
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed

@@ -11,7 +11,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from ingest.settings import WAREHOUSE_WRITER_POOL
 from ingest.warehouse import record_gate_results
-from orchestration.dbt import dbt_project, translator
+from orchestration.dbt import dbt_project, prune_run_targets, translator
 from orchestration.resources import DuckDBWarehouse
 from orchestration.unchanged import fingerprint, last_build, record_build
 
@@ -95,6 +95,7 @@ def warehouse_models(
         invocation = dbt.cli(["build"], context=context, raise_on_error=False)
         yield from invocation.stream()
     run_results = invocation.get_artifact("run_results.json")
+    prune_run_targets(invocation.target_path.parent, context.op_def.name)
     with warehouse.connect() as con:
         record_gate_results(
             con, warehouse_gate_rows(run_results, invocation.manifest, context.run_id)
