@@ -78,6 +78,15 @@ create table if not exists ops.gate_results (
 """
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
+
+
 def raw_table_ddl(feed: Feed) -> str:
     columns = [f"{c.name} {SQL_TYPES[c.dtype]}" for c in feed.columns]
     columns += ["_delivery_id BIGINT NOT NULL", "_source_row INTEGER NOT NULL"]

@@ -7,8 +7,10 @@ re-parsed on load so model edits show up without a rebuild.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,13 @@ class WarehouseNamingTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return dbt_resource_props["schema"]
+
+
+@cache
+def load_manifest() -> dict:
+    """The prepared manifest, parsed once per process (the publish gate's rules and the
+    rebuild fingerprint both read it)."""
+    return json.loads(dbt_project.manifest_path.read_text())
 
 
 translator = WarehouseNamingTranslator(

@@ -15,11 +15,12 @@ import hashlib
 import json
 import os
 import re
-from pathlib import Path
+from functools import cache
 
 import duckdb
 
 from ingest.settings import DBT_PROJECT_DIR, PROJECT_ROOT
+from ingest.warehouse import table_exists
 
 BUILDS_DDL = """
 create table if not exists ops.dbt_builds (
@@ -32,18 +33,9 @@ create table if not exists ops.dbt_builds (
 CODE_DIRS = ("forecasting", "expectations", "publishing", "orchestration")
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()[0][0]
-    )
-
-
 def _data_state(con: duckdb.DuckDBPyConnection) -> list:
     state = []
-    if _table_exists(con, "ops", "deliveries"):
+    if table_exists(con, "ops", "deliveries"):
         state += con.execute(
             "select count(*), max(delivery_id), max(processed_at)::varchar from ops.deliveries"
         ).fetchall()[0]
@@ -56,7 +48,7 @@ def _data_state(con: duckdb.DuckDBPyConnection) -> list:
         ).fetchall()
     ]
     state += [con.execute(f'select count(*) from raw."{t}"').fetchall()[0][0] for t in raw]
-    if _table_exists(con, "registry", "raw_studies"):
+    if table_exists(con, "registry", "raw_studies"):
         state += con.execute(
             "select count(*), sum(hash(nct_id, record_hash, role))::varchar "
             "from registry.raw_studies"
@@ -86,13 +78,24 @@ def _project_state(manifest: dict) -> list:
 NOT_INPUTS = {"SMO_WAREHOUSE_PATH"}
 
 
-def _env_state() -> dict:
-    """Values of every env var the dbt project reads (`env_var('NAME'...)`) but NOT_INPUTS."""
+#: Where the dbt project can read env vars (not target/, which holds a folder per run).
+PROJECT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "tests")
+
+
+@cache
+def _env_names() -> frozenset[str]:
+    """Every env var the dbt project reads (`env_var('NAME'...)`), but NOT_INPUTS."""
     names = set()
-    for path in DBT_PROJECT_DIR.rglob("*"):
-        if path.suffix in (".yml", ".sql", ".py") and "target" not in path.parts:
-            names |= set(re.findall(r"env_var\(\s*['\"]([A-Z0-9_]+)['\"]", path.read_text()))
-    return {name: os.environ.get(name) for name in sorted(names - NOT_INPUTS)}
+    for source in PROJECT_SOURCES:
+        root = DBT_PROJECT_DIR / source
+        for path in [root] if root.is_file() else root.rglob("*"):
+            if path.suffix in (".yml", ".sql", ".py"):
+                names |= set(re.findall(r"env_var\(\s*['\"]([A-Z0-9_]+)['\"]", path.read_text()))
+    return frozenset(names - NOT_INPUTS)
+
+
+def _env_state() -> dict:
+    return {name: os.environ.get(name) for name in sorted(_env_names())}
 
 
 def _code_state() -> list:
@@ -108,7 +111,7 @@ def fingerprint(con: duckdb.DuckDBPyConnection, manifest: dict) -> str:
 
 def last_build(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
     """(fingerprint, run id) of the last complete, fully passing build, if the marts exist."""
-    if not _table_exists(con, "ops", "dbt_builds") or not _table_exists(
+    if not table_exists(con, "ops", "dbt_builds") or not table_exists(
         con, "marts", "deliveries_used"
     ):
         return None
@@ -121,7 +124,3 @@ def last_build(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
 def record_build(con: duckdb.DuckDBPyConnection, value: str, run_id: str) -> None:
     con.execute(BUILDS_DDL)
     con.execute("insert into ops.dbt_builds (fingerprint, run_id) values (?, ?)", [value, run_id])
-
-
-def manifest_of(path: Path) -> dict:
-    return json.loads(path.read_text())

@@ -102,15 +102,6 @@ def read_published(publish_dir: Path, table: str) -> pd.DataFrame | None:
         return con.execute(f'select * from "{table}"{latest}').df()
 
 
-def current_publish_id(publish_dir: Path) -> str | None:
-    """The publish id of the current BI file; None before the first publish."""
-    path = published_path(publish_dir)
-    if not path.exists():
-        return None
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(f"select publish_id from {META_TABLE}").fetchall()[0][0]
-
-
 def remove_leftovers(publish_dir: Path) -> list[Path]:
     """Temporary files of publishes that did not finish (killed, crashed)."""
     removed = []

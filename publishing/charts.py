@@ -260,10 +260,10 @@ def line_chart(
             f'{dash} points="{points}"><title>{escape(s.name)}</title></polyline>'
         )
         if len(s.points) == 1:
+            ((x, y),) = s.points
             canvas.add(
                 f'<circle class="mark" r="3" fill="{s.colour}" '
-                f'cx="{canvas.point(*s.points[0]).split(",")[0]}" '
-                f'cy="{canvas.point(*s.points[0]).split(",")[1]}"/>'
+                f'cx="{canvas.x(_num(x)):.1f}" cy="{canvas.y(float(y)):.1f}"/>'
             )
     legend = [(s.name, s.colour, s.dashed) for s in series]
     legend += [(b.name, b.colour, False) for b in bands]

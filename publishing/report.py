@@ -127,6 +127,7 @@ class Headline:
 
 @dataclass(frozen=True)
 class ReportResult:
+    publish_id: str
     path: Path
     latest: Path
     headline: Headline
@@ -134,7 +135,7 @@ class ReportResult:
     scorecard_markdown: str
 
 
-def _latest(con: duckdb.DuckDBPyConnection, table: str, where: str = "") -> str:
+def _latest(table: str, where: str = "") -> str:
     cond = f" and {where}" if where else ""
     return f"from {table} where as_of_date = (select max(as_of_date) from {table}){cond}"
 
@@ -187,24 +188,22 @@ def headline(con: duckdb.DuckDBPyConnection) -> Headline:
     (as_of,) = con.execute("select max(as_of_date) from study_enrollment").fetchall()[0]
     studies, roster, activated = con.execute(
         "select count(*), coalesce(sum(sites_in_roster), 0), coalesce(sum(sites_activated), 0) "
-        + _latest(con, "study_enrollment")
+        + _latest("study_enrollment")
     ).fetchall()[0]
     randomized, target = con.execute(
         "select coalesce(sum(randomized_to_date), 0), coalesce(sum(target_enrollment), 0) "
-        + _latest(con, "enrollment_forecast")
+        + _latest("enrollment_forecast")
     ).fetchall()[0]
     red, red_sites = con.execute(
         "select count(*), count(distinct (smo_id, study_id, site_id)) "
-        + _latest(con, "site_flags", "comparison_group = 'study' and flag = 'red'")
+        + _latest("site_flags", "comparison_group = 'study' and flag = 'red'")
     ).fetchall()[0]
     (rejected,) = con.execute(
         "select count(*) from delivery_log where status = 'REJECTED' "
         "and delivery_date > ?::date - 7 and delivery_date <= ?::date",
         [as_of, as_of],
     ).fetchall()[0]
-    (stale,) = con.execute(
-        "select count(*) " + _latest(con, "feed_freshness", "is_stale")
-    ).fetchall()[0]
+    (stale,) = con.execute("select count(*) " + _latest("feed_freshness", "is_stale")).fetchall()[0]
     return Headline(
         as_of_date=str(as_of),
         studies=int(studies),
@@ -314,7 +313,7 @@ def _scorecard(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
 
 
 def _study_charts(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
-    forecasts = _rows(con, "select * " + _latest(con, "enrollment_forecast") + " order by study_id")
+    forecasts = _rows(con, "select * " + _latest("enrollment_forecast") + " order by study_id")
     charts = []
     for i, f in enumerate(forecasts):
         study = f["study_id"]
@@ -398,7 +397,7 @@ def _funnel_charts(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     rows = _rows(
         con,
         "select * "
-        + _latest(con, "site_flags", "comparison_group = 'portfolio' and method = 'funnel'")
+        + _latest("site_flags", "comparison_group = 'portfolio' and method = 'funnel'")
         + " order by kri_id, site_id",
     )
     charts = []
@@ -492,7 +491,7 @@ def _payment_chart(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
         con,
         "select smo_id, any_value(reporting_currency) as currency, sum(unpaid_0_30) as b0, "
         "sum(unpaid_31_60) as b1, sum(unpaid_61_90) as b2, sum(unpaid_over_90) as b3 "
-        + _latest(con, "site_payments")
+        + _latest("site_payments")
         + " group by smo_id order by smo_id",
     )
     currency = rows[0]["currency"] if rows else "EUR"
@@ -521,7 +520,7 @@ def _entry_lag_chart(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
         v
         for (v,) in con.execute(
             "select entry_lag_mean_days "
-            + _latest(con, "site_data_timeliness", "entry_lag_mean_days is not null")
+            + _latest("site_data_timeliness", "entry_lag_mean_days is not null")
         ).fetchall()
     ]
     return (
@@ -542,7 +541,7 @@ def _entry_lag_chart(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
 def _benchmark_chart(con: duckdb.DuckDBPyConnection) -> tuple[str, str, list[dict]]:
     rows = _rows(
         con,
-        "select * " + _latest(con, "registry_benchmark", "level = 'study'") + " order by study_id",
+        "select * " + _latest("registry_benchmark", "level = 'study'") + " order by study_id",
     )
     chart = range_dots(
         "registry-benchmark",
@@ -568,7 +567,7 @@ def _benchmark_chart(con: duckdb.DuckDBPyConnection) -> tuple[str, str, list[dic
 
 
 def _data_status(con: duckdb.DuckDBPyConnection) -> str:
-    freshness = _rows(con, "select * " + _latest(con, "feed_freshness") + " order by smo_id, feed")
+    freshness = _rows(con, "select * " + _latest("feed_freshness") + " order by smo_id, feed")
     feeds = sorted({r["feed"] for r in freshness})
     by_smo: dict[str, dict[str, dict]] = {}
     for r in freshness:
@@ -655,7 +654,7 @@ def _red_sites(con: duckdb.DuckDBPyConnection) -> str:
     rows = _rows(
         con,
         "select * "
-        + _latest(con, "site_risk_scores", "red_flags > 0")
+        + _latest("site_risk_scores", "red_flags > 0")
         + " order by risk_score desc, site_id limit 15",
     )
     return _table(
@@ -672,7 +671,7 @@ def _red_sites(con: duckdb.DuckDBPyConnection) -> str:
 
 def _hygiene(con: duckdb.DuckDBPyConnection) -> str:
     rows = _rows(
-        con, "select * " + _latest(con, "registry_hygiene") + " order by finding, study_id, site_id"
+        con, "select * " + _latest("registry_hygiene") + " order by finding, study_id, site_id"
     )
     return _table(
         ["finding", "study", "NCT id", "SMO", "site", "roster", "registry"],
@@ -685,8 +684,9 @@ def _hygiene(con: duckdb.DuckDBPyConnection) -> str:
     )  # fmt: skip
 
 
-def render(published: Path) -> tuple[str, Headline, list[str], str]:
-    """The report's HTML, its headline, the chart ids and the scorecard as Markdown."""
+def render(published: Path) -> tuple[str, str, Headline, list[str], str]:
+    """The publish id, the report's HTML, its headline, the chart ids and the scorecard as
+    Markdown."""
     with duckdb.connect(str(published), read_only=True) as con:
         meta = _rows(con, "select * from meta")[0]
         top = headline(con)
@@ -748,7 +748,7 @@ def render(published: Path) -> tuple[str, Headline, list[str], str]:
         "publish gates.</p>"
         f"<nav>{nav}</nav>{body}</body></html>"
     )
-    return html, top, [chart_id for chart_id, _ in charts], scorecard_md
+    return meta["publish_id"], html, top, [chart_id for chart_id, _ in charts], scorecard_md
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -759,9 +759,9 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(temp, path)
 
 
-def write_report(publish_dir: Path, publish_id: str, *, keep: int) -> ReportResult:
+def write_report(publish_dir: Path, *, keep: int) -> ReportResult:
     """Render the current publish and write it beside the BI file; keep the last `keep`."""
-    html, top, charts, scorecard_md = render(published_path(publish_dir))
+    publish_id, html, top, charts, scorecard_md = render(published_path(publish_dir))
     folder = publish_dir / REPORTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"oversight-report-{publish_id}.html"
@@ -770,7 +770,7 @@ def write_report(publish_dir: Path, publish_id: str, *, keep: int) -> ReportResu
     _write_atomic(latest, html)
     for old in sorted(folder.glob("oversight-report-*.html"))[:-keep]:
         old.unlink(missing_ok=True)
-    return ReportResult(path, latest, top, charts, scorecard_md)
+    return ReportResult(publish_id, path, latest, top, charts, scorecard_md)
 
 
 def headline_markdown(top: Headline) -> str:
@@ -782,14 +782,12 @@ def headline_markdown(top: Headline) -> str:
 def main() -> int:
     """Re-render the report of the current publish: `python -m publishing.report`."""
     from ingest.settings import load_settings
-    from publishing.bi_database import current_publish_id
 
     settings = load_settings()
-    publish_id = current_publish_id(settings.publish_dir)
-    if publish_id is None:
+    if not published_path(settings.publish_dir).exists():
         print(f"Nothing published yet in {settings.publish_dir}; run `make demo` first.")
         return 1
-    result = write_report(settings.publish_dir, publish_id, keep=settings.publish_keep)
+    result = write_report(settings.publish_dir, keep=settings.publish_keep)
     print(f"{result.latest.resolve().as_uri()}  ({len(result.charts)} charts)")
     return 0
 

@@ -27,7 +27,7 @@ import polars as pl
 from ingest.registry.client import RegistrySource
 from ingest.registry.flatten import flatten_studies
 from ingest.registry.queries import incremental_params, peer_cohort_params
-from ingest.warehouse import current_rows_sql
+from ingest.warehouse import current_rows_sql, table_exists
 
 DDL = """
 create schema if not exists registry;
@@ -97,10 +97,7 @@ def latest_records(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, dict[
 
 def roster_nct_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
     """NCT ids on the current site rosters (empty before the first delivery)."""
-    exists = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = 'raw' and table_name = 'sites'"
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(con, "raw", "sites"):
         return []
     rows = con.execute(
         f"select distinct nct_id from ({current_rows_sql('sites')}) where nct_id is not null"

@@ -4,14 +4,12 @@ This is the warehouse gate: after each `dbt build` every test's outcome is store
 ops.gate_results, and a failed build ends the step with a message naming what failed.
 """
 
-import json
-
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from ingest.settings import WAREHOUSE_WRITER_POOL
 from ingest.warehouse import record_gate_results
-from orchestration.dbt import dbt_project, prune_run_targets, translator
+from orchestration.dbt import dbt_project, load_manifest, prune_run_targets, translator
 from orchestration.resources import DuckDBWarehouse
 from orchestration.unchanged import fingerprint, last_build, record_build
 
@@ -19,10 +17,6 @@ from orchestration.unchanged import fingerprint, last_build, record_build
 REBUILD_TAG = "smo/rebuild"
 
 SHOWN = 10
-
-
-def dbt_project_manifest() -> dict:
-    return json.loads(dbt_project.manifest_path.read_text())
 
 
 def warehouse_gate_rows(run_results: dict, manifest: dict, run_id: str) -> list[dict]:
@@ -77,7 +71,7 @@ def warehouse_models(
 ):
     full = set(context.selected_asset_keys) == set(context.assets_def.keys)
     with warehouse.connect() as con:
-        inputs = fingerprint(con, dbt_project_manifest())
+        inputs = fingerprint(con, load_manifest())
         previous = last_build(con)
     forced = context.run.tags.get(REBUILD_TAG, "").lower() == "true"
     if full and not forced and previous is not None and previous[0] == inputs:

@@ -19,13 +19,13 @@ from expectations.publish_gate import (
     validate_mart,
 )
 from ingest.settings import PROJECT_ROOT, WAREHOUSE_WRITER_POOL, load_settings
-from ingest.warehouse import record_gate_results
-from orchestration.dbt import dbt_project
+from ingest.warehouse import record_gate_results, table_exists
+from orchestration.dbt import load_manifest
 from orchestration.resources import DuckDBWarehouse
-from publishing.bi_database import code_version, current_publish_id, publish, read_published
+from publishing.bi_database import code_version, publish, read_published
 from publishing.report import headline_markdown, write_report
 
-RULES = mart_rules(json.loads(dbt_project.manifest_path.read_text()))
+RULES = mart_rules(load_manifest())
 MART_KEYS = {mart: dg.AssetKey(["marts", mart]) for mart in sorted(RULES)}
 PUBLISHED_KEY = dg.AssetKey(["bi", "oversight"])
 REPORT_KEY = dg.AssetKey(["bi", "oversight_report"])
@@ -141,11 +141,7 @@ publish_gate_checks = [_gate_check(mart) for mart in MART_KEYS]
 
 def _registry_timestamp(con) -> str | None:
     """The registry's dataTimestamp of the newest fetch, if the registry was fetched at all."""
-    fetched = con.execute(
-        "select count(*) from duckdb_tables() "
-        "where schema_name = 'registry' and table_name = 'fetches'"
-    ).fetchall()[0][0]
-    if not fetched:
+    if not table_exists(con, "registry", "fetches"):
         return None
     return con.execute("select max(data_timestamp) from registry.fetches").fetchall()[0][0]
 
@@ -225,8 +221,7 @@ def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
 )
 def oversight_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     settings = load_settings()
-    publish_id = current_publish_id(settings.publish_dir)
-    result = write_report(settings.publish_dir, publish_id, keep=settings.publish_keep)
+    result = write_report(settings.publish_dir, keep=settings.publish_keep)
     top = result.headline
     context.log.info(
         f"Oversight report as of {top.as_of_date}: {result.latest} ({len(result.charts)} charts)"
@@ -236,7 +231,7 @@ def oversight_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             "report": dg.MetadataValue.url(result.latest.resolve().as_uri()),
             "report_path": dg.MetadataValue.path(str(result.latest)),
             "this_publish": dg.MetadataValue.path(str(result.path)),
-            "publish_id": publish_id,
+            "publish_id": result.publish_id,
             "as_of_date": top.as_of_date,
             "charts": len(result.charts),
             "red_flags": top.red_flags,

@@ -1,4 +1,8 @@
-"""Poisson-Gamma enrollment forecast per study; the method lives in forecasting/enrollment.py."""
+"""Poisson-Gamma enrollment forecast per study; the method lives in forecasting/enrollment.py.
+
+The `dbt.ref` calls stay in the model: dbt finds a Python model's dependencies by reading them
+in its source, so they cannot move into a shared helper.
+"""
 
 from forecasting.enrollment import forecast_tables
 

@@ -1,5 +1,9 @@
 """The forecast fan per study: weekly P10/P50/P90 of cumulative randomized (same draws as
-enrollment_forecast: same seed, same inputs; forecasting/enrollment.py)."""
+enrollment_forecast: same seed, same inputs; forecasting/enrollment.py).
+
+The `dbt.ref` calls stay in the model: dbt finds a Python model's dependencies by reading them
+in its source, so they cannot move into a shared helper.
+"""
 
 from forecasting.enrollment import forecast_tables
 
