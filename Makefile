@@ -41,7 +41,7 @@ $(VENV_STAMP): pyproject.toml uv.lock | uv
 # parse stays valid and `make demo` skips a full re-parse (~8 s).
 $(MANIFEST): $(VENV_STAMP) $(DBT_SOURCES)
 	SMO_WAREHOUSE_PATH="$${SMO_WAREHOUSE_PATH:-$(CURDIR)/var/warehouse.duckdb}" \
-		$(RUN) dagster-dbt project prepare-and-package --file orchestration/dbt.py
+		$(RUN) dagster-dbt project prepare-and-package --file orchestration/lib/dbt.py
 
 setup: $(MANIFEST)
 	@$(RUN) python -m orchestration.instance >/dev/null

@@ -38,7 +38,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from ingest.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 CACHE = PROJECT_ROOT / "var" / "bench"
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -390,7 +390,7 @@ def prepare_manifest(warehouse: Path) -> None:
     the runs use dbt's partial parsing like production instead of re-parsing every time."""
     subprocess.run(
         [str(Path(sys.executable).with_name("dagster-dbt")), "project", "prepare-and-package",
-         "--file", "orchestration/dbt.py"],
+         "--file", "orchestration/lib/dbt.py"],
         cwd=PROJECT_ROOT,
         env={**os.environ, "SMO_WAREHOUSE_PATH": str(warehouse),
              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},

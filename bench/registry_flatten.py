@@ -14,9 +14,9 @@ import sys
 import time
 from typing import Any
 
+from core.settings import PROJECT_ROOT
 from ingest.registry.flatten import flatten_studies
 from ingest.registry.sources import iter_export
-from ingest.settings import PROJECT_ROOT
 
 EXPORTS = PROJECT_ROOT.parent / "shared" / "data" / "ctgov" / "exports"
 FILES = ("nsclc_100.json", "registered_2023_06_50.json", "NCT02513394.json", "urology_635.json.zip")

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import duckdb
 
+from core.gate_results import record_gate_results
 from expectations.feeds import FEED_LOAD_ORDER
 from ingest import warehouse
 from ingest.gate import GateResult, check_delivery, file_sha256
 from ingest.profiles import Profile, ProfileError, load_profile
-from ingest.report import write_reports
+from ingest.rejection_report import write_reports
 
 NOT_READY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", "~")
 
@@ -200,7 +201,7 @@ def process_file(
         report_path=str(md_path),
         stored_path=str(stored),
     )
-    warehouse.record_gate_results(con, gate_rows)
+    record_gate_results(con, gate_rows)
     first = result.problems[0] if result.problems else None
     return Outcome(
         delivery_id,

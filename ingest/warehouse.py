@@ -9,12 +9,11 @@ the later arrival). Loading one delivery is one transaction, so a crash leaves n
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
+from core.gate_results import ensure_gate_results, record_gate_results
 from expectations.contracts import roster_keys
 from expectations.feeds import FEEDS, Feed
 from ingest.gate import GateResult
@@ -63,30 +62,6 @@ create table if not exists ops.current_deliveries (
 """
 
 
-GATE_RESULTS_DDL = """
-create table if not exists ops.gate_results (
-    run_id          varchar,        -- Dagster run id; null outside Dagster (e.g. the CLI)
-    gate            varchar not null, -- delivery | warehouse | publish
-    target          varchar not null, -- the file, dbt node or mart checked
-    check_name      varchar not null, -- rule id, dbt test or expectation
-    success         boolean not null,
-    observed_value  varchar,        -- e.g. failing rows, the observed value
-    details         varchar,        -- JSON: column, examples, severity, error
-    delivery_id     bigint,         -- delivery gate: the delivery checked
-    evaluated_at    timestamp not null
-);
-"""
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()[0][0]
-    )
-
-
 def raw_table_ddl(feed: Feed) -> str:
     columns = [f"{c.name} {SQL_TYPES[c.dtype]}" for c in feed.columns]
     columns += ["_delivery_id BIGINT NOT NULL", "_source_row INTEGER NOT NULL"]
@@ -98,59 +73,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists ops")
     con.execute("create sequence if not exists ops.delivery_id_seq start 1")
     con.execute(LEDGER_DDL)
-    con.execute(GATE_RESULTS_DDL)
+    ensure_gate_results(con)
     for feed in FEEDS.values():
         con.execute(raw_table_ddl(feed))
-
-
-#: ops.gate_results as Arrow: rows are inserted in one statement from a table of this schema.
-GATE_RESULT_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("gate", pa.string()),
-        ("target", pa.string()),
-        ("check_name", pa.string()),
-        ("success", pa.bool_()),
-        ("observed_value", pa.string()),
-        ("details", pa.string()),
-        ("delivery_id", pa.int64()),
-        ("evaluated_at", pa.timestamp("us")),
-    ]
-)
-
-
-def record_gate_results(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
-    """Store gate outcomes as data (spec 5: validated transfers are oversight evidence).
-
-    Each row: gate, target, check_name, success, and optionally run_id, observed_value, details
-    (a dict, stored as JSON), delivery_id, evaluated_at (defaults to now, UTC).
-    """
-    if not rows:
-        return
-    # The table may predate this warehouse's ingest (a dbt-only run), so make sure it exists.
-    con.execute("create schema if not exists ops")
-    con.execute(GATE_RESULTS_DDL)
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    table = pa.Table.from_pylist(
-        [
-            {
-                **row,
-                "success": bool(row["success"]),
-                "observed_value": None
-                if row.get("observed_value") is None
-                else str(row["observed_value"]),
-                "details": None
-                if row.get("details") is None
-                else json.dumps(row["details"], default=str),
-                "evaluated_at": row.get("evaluated_at") or now,
-            }
-            for row in rows
-        ],
-        schema=GATE_RESULT_SCHEMA,
-    )
-    con.register("_gate_rows", table)  # one insert: executemany pays a statement per row
-    con.execute("insert into ops.gate_results by name select * from _gate_rows")
-    con.unregister("_gate_rows")
 
 
 def delivery_gate_rows(delivery_id: int, result: GateResult, run_id: str | None) -> list[dict]:

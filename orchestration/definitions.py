@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ingest.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 
 @dg.definitions

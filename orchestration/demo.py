@@ -15,7 +15,7 @@ import sys
 import dagster as dg
 import duckdb
 
-from ingest.settings import load_settings
+from core.settings import load_settings
 from orchestration.instance import ensure_dagster_home
 from publishing.report import REPORT_NAME
 

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ingest.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")
 

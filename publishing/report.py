@@ -781,7 +781,7 @@ def headline_markdown(top: Headline) -> str:
 
 def main() -> int:
     """Re-render the report of the current publish: `python -m publishing.report`."""
-    from ingest.settings import load_settings
+    from core.settings import load_settings
 
     settings = load_settings()
     if not published_path(settings.publish_dir).exists():

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ingest.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from orchestration.dbt import prune_run_targets
+from orchestration.lib.dbt import prune_run_targets
 
 
 def test_only_the_newest_run_folders_are_kept(tmp_path: Path):

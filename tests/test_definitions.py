@@ -7,8 +7,8 @@ import json
 import dagster as dg
 import pytest
 
-from ingest.settings import WAREHOUSE_WRITER_POOL
 from orchestration.definitions import defs
+from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL
 
 WAREHOUSE_RESOURCES = {"warehouse", "dbt"}
 
@@ -62,7 +62,7 @@ def test_every_warehouse_writer_is_in_the_writer_pool(repo):
 
 
 def test_error_severity_dbt_tests_are_blocking_checks(repo):
-    from orchestration.dbt import dbt_project
+    from orchestration.lib.dbt import dbt_project
 
     manifest = json.loads(dbt_project.manifest_path.read_text())
     severity = {

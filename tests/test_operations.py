@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -11,11 +10,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import dagster as dg
 import pytest
 
-from orchestration.defs import operations
+from orchestration.defs import automation
 
 
 def test_weekly_refresh_defaults_to_monday_0600_utc_and_runs_the_whole_graph():
-    schedule = operations.weekly_oversight_refresh
+    schedule = automation.weekly_oversight_refresh()
     assert schedule.cron_schedule == "0 6 * * 1"
     assert schedule.execution_timezone == "UTC"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
@@ -29,13 +28,9 @@ def test_weekly_refresh_defaults_to_monday_0600_utc_and_runs_the_whole_graph():
 def test_schedule_time_and_zone_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SMO_WEEKLY_CRON", "30 5 * * 1")
     monkeypatch.setenv("SMO_SCHEDULE_TIMEZONE", "Europe/Madrid")
-    reloaded = importlib.reload(operations)
-    try:
-        assert reloaded.weekly_oversight_refresh.cron_schedule == "30 5 * * 1"
-        assert reloaded.weekly_oversight_refresh.execution_timezone == "Europe/Madrid"
-    finally:
-        monkeypatch.undo()
-        importlib.reload(operations)
+    schedule = automation.weekly_oversight_refresh()
+    assert schedule.cron_schedule == "30 5 * * 1"
+    assert schedule.execution_timezone == "Europe/Madrid"
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -88,7 +83,7 @@ def test_a_failed_run_is_posted_to_the_webhook(webhook, monkeypatch):
     monkeypatch.setenv("SMO_DAGSTER_UI_URL", "http://dagster.example:3000/")
     with dg.instance_for_test() as instance:
         context = _failure_context(instance)
-        operations.run_failure_alert(context)
+        automation.run_failure_alert(context)
         run_id = context.dagster_run.run_id
     (message,) = received
     text = message["text"]
@@ -101,12 +96,12 @@ def test_a_failed_run_is_posted_to_the_webhook(webhook, monkeypatch):
 def test_an_unreachable_webhook_does_not_hide_the_failure(monkeypatch):
     monkeypatch.setenv("SMO_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/unreachable")
     with dg.instance_for_test() as instance:
-        operations.run_failure_alert(_failure_context(instance))  # logs, does not raise
+        automation.run_failure_alert(_failure_context(instance))  # logs, does not raise
 
 
 def test_without_a_webhook_the_failure_is_only_logged(webhook, monkeypatch):
     _, received = webhook
     monkeypatch.delenv("SMO_ALERT_WEBHOOK_URL", raising=False)
     with dg.instance_for_test() as instance:
-        operations.run_failure_alert(_failure_context(instance))
+        automation.run_failure_alert(_failure_context(instance))
     assert received == []

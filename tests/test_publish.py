@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ingest.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 from publishing.bi_database import (
     PUBLISHED_NAME,
     STORAGE_VERSION,

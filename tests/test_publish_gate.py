@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from expectations.publish_gate import MartRules, mart_rules, validate_freshness, validate_mart
-from orchestration.dbt import dbt_project
+from orchestration.lib.dbt import dbt_project
 
 NUMERIC = {"double", "integer", "bigint"}
 

@@ -174,7 +174,7 @@ def test_failing_dbt_test_blocks_the_marts(refreshed_env: Path, dagster_instance
 def test_inbox_sensor_requests_a_run_only_for_ready_files(
     project_env: Path, data_dir: Path, monkeypatch
 ):
-    from orchestration.defs.smo_deliveries import inbox_sensor
+    from orchestration.defs.automation import inbox_sensor
 
     monkeypatch.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
     with dg.instance_for_test() as instance:

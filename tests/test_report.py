@@ -22,7 +22,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ingest.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 from publishing.bi_database import published_path
 from publishing.report import REPORT_NAME, REPORTS_DIR
 

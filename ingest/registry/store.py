@@ -24,10 +24,11 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from core.catalog import table_exists
 from ingest.registry.client import RegistrySource
 from ingest.registry.flatten import flatten_studies
 from ingest.registry.queries import incremental_params, peer_cohort_params
-from ingest.warehouse import current_rows_sql, table_exists
+from ingest.warehouse import current_rows_sql
 
 DDL = """
 create schema if not exists registry;

@@ -7,11 +7,10 @@ ops.gate_results, and a failed build ends the step with a message naming what fa
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from ingest.settings import WAREHOUSE_WRITER_POOL
-from ingest.warehouse import record_gate_results
-from orchestration.dbt import dbt_project, load_manifest, prune_run_targets, translator
-from orchestration.resources import DuckDBWarehouse
-from orchestration.unchanged import fingerprint, last_build, record_build
+from core.gate_results import record_gate_results
+from orchestration.lib.dbt import dbt_project, load_manifest, prune_run_targets, translator
+from orchestration.lib.rebuild_fingerprint import fingerprint, last_build, record_build
+from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 
 #: Run tag that forces a rebuild even when nothing the build reads has changed.
 REBUILD_TAG = "smo/rebuild"

@@ -11,6 +11,9 @@ import json
 
 import dagster as dg
 
+from core.catalog import table_exists
+from core.gate_results import record_gate_results
+from core.settings import PROJECT_ROOT, load_settings
 from expectations.publish_gate import (
     Outcome,
     entities,
@@ -18,10 +21,8 @@ from expectations.publish_gate import (
     validate_freshness,
     validate_mart,
 )
-from ingest.settings import PROJECT_ROOT, WAREHOUSE_WRITER_POOL, load_settings
-from ingest.warehouse import record_gate_results, table_exists
-from orchestration.dbt import load_manifest
-from orchestration.resources import DuckDBWarehouse
+from orchestration.lib.dbt import load_manifest
+from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 from publishing.bi_database import code_version, publish, read_published
 from publishing.report import headline_markdown, write_report
 

@@ -9,11 +9,11 @@ and nothing of that fetch is stored.
 
 import dagster as dg
 
+from core.settings import load_settings
 from ingest.registry import RegistryClient, RegistryError, ReplaySource
 from ingest.registry import store as registry_store
-from ingest.settings import WAREHOUSE_WRITER_POOL, load_settings
 from orchestration.defs.smo_deliveries import RAW_KEYS
-from orchestration.resources import DuckDBWarehouse
+from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 
 RAW_STUDIES_KEY = dg.AssetKey(["registry", "raw_studies"])
 FLAT_KEYS = {name: dg.AssetKey(["registry", name]) for name in registry_store.FLAT_TABLES}

@@ -3,8 +3,8 @@
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orchestration.dbt import DBT_EXECUTABLE, dbt_project
-from orchestration.resources import DuckDBWarehouse
+from orchestration.lib.dbt import DBT_EXECUTABLE, dbt_project
+from orchestration.lib.warehouse import DuckDBWarehouse
 
 
 @dg.definitions

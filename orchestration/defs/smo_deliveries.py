@@ -7,20 +7,20 @@ DuckDB file, so they run in one step in the writer pool). Checks per feed:
 - `deliveries_rejected` (WARN): files of the feed rejected in this run, with report paths.
 """
 
-import hashlib
 import time
 from collections import defaultdict
 
 import dagster as dg
 import duckdb
 
+from core.gate_results import record_gate_results
+from core.settings import load_settings
 from expectations.contracts import feed_schema, validate
 from expectations.feeds import FEEDS
-from ingest.inbox import BatchSummary, process_inbox, ready_files
-from ingest.settings import WAREHOUSE_WRITER_POOL, load_settings
-from ingest.warehouse import current_rows_sql, ensure_schema, record_gate_results
-from orchestration.evidence import check_result_rows
-from orchestration.resources import DuckDBWarehouse
+from ingest.inbox import BatchSummary, process_inbox
+from ingest.warehouse import current_rows_sql, ensure_schema
+from orchestration.lib.gate_evidence import check_result_rows
+from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 
 RAW_KEYS = {feed: dg.AssetKey(["raw", feed]) for feed in FEEDS}
 LEDGER_KEY = dg.AssetKey(["ops", "deliveries"])
@@ -249,31 +249,3 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
             yield check
             yield _rejected_check(summary, feed)
         yield _unprocessed_check(summary)
-
-
-delivery_refresh = dg.define_asset_job(
-    name="delivery_refresh",
-    selection=dg.AssetSelection.assets(smo_deliveries).downstream(),
-    description="Ingest new SMO deliveries and rebuild everything downstream of them.",
-)
-
-
-@dg.sensor(
-    job=delivery_refresh,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts delivery_refresh when ready files (settled, not .part/.tmp) are in the inbox.",
-)
-def inbox_sensor(context: dg.SensorEvaluationContext):
-    settings = load_settings()
-    ready = ready_files(settings.inbox_dir, settings.inbox_settle_seconds)
-    files = sorted(
-        f"{path.relative_to(settings.inbox_dir)}:{path.stat().st_size}:{int(path.stat().st_mtime)}"
-        for paths in ready.values()
-        for path in paths
-    )
-    if not files:
-        return dg.SkipReason(f"no ready files in {settings.inbox_dir}")
-    # The run key is the set of files: the same waiting files never start a second run.
-    run_key = hashlib.sha256("\n".join(files).encode()).hexdigest()[:32]
-    return dg.RunRequest(run_key=run_key, tags={"inbox_files": str(len(files))})

@@ -9,7 +9,7 @@ import pytest
 
 from ingest.gate import check_delivery
 from ingest.profiles import load_profile
-from ingest.report import write_reports
+from ingest.rejection_report import write_reports
 from synthetic.bad_deliveries import CASES
 
 RECEIVED = dt.datetime(2026, 11, 16, 6)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 SCRIPT = Path(sys.executable).with_name("smo-oversight")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from core.settings import PROJECT_ROOT
 from ingest.inbox import process_inbox, ready_files
-from ingest.settings import PROJECT_ROOT
 
 WEEKS = ("20261102", "20261109", "20261116")
 

@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 
 from orchestration.defs.registry import registry_studies
-from orchestration.resources import DuckDBWarehouse
+from orchestration.lib.warehouse import DuckDBWarehouse
 
 
 def test_registry_asset_reports_what_it_fetched(project_env, data_dir, monkeypatch):

@@ -16,8 +16,8 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+from core.settings import load_settings
 from expectations.contracts import roster_keys
-from ingest.settings import load_settings
 
 
 def _roster_from_warehouse(warehouse: Path, smo_id: str) -> tuple[frozenset[str] | None, str]:
@@ -43,7 +43,7 @@ def _roster_from_warehouse(warehouse: Path, smo_id: str) -> tuple[frozenset[str]
 def check_delivery_command(args: argparse.Namespace) -> int:
     from ingest.gate import check_delivery
     from ingest.profiles import ProfileError, load_profile
-    from ingest.report import report_markdown
+    from ingest.rejection_report import report_markdown
 
     settings = load_settings()
     profile_path = (

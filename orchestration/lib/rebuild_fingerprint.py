@@ -19,8 +19,8 @@ from functools import cache
 
 import duckdb
 
-from ingest.settings import DBT_PROJECT_DIR, PROJECT_ROOT
-from ingest.warehouse import table_exists
+from core.catalog import table_exists
+from core.settings import DBT_PROJECT_DIR, PROJECT_ROOT
 
 BUILDS_DDL = """
 create table if not exists ops.dbt_builds (

@@ -1,4 +1,5 @@
-"""Dagster resources shared by every asset that touches the warehouse."""
+"""The DuckDB warehouse as Dagster sees it: the resource every writing asset uses and the pool
+that serialises them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
-from ingest.settings import load_settings
+from core.settings import load_settings
+
+#: Dagster concurrency pool that every asset writing the DuckDB warehouse joins. DuckDB allows a
+#: single writer process, so the pool's limit is 1 (see orchestration/dagster.yaml).
+WAREHOUSE_WRITER_POOL = "duckdb_writer"
 
 
 class DuckDBWarehouse(dg.ConfigurableResource):

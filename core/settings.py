@@ -1,9 +1,10 @@
 """Project-wide settings read from environment variables.
 
-Lives in `ingest` because it is the dependency-free base package: the CLI, the generator and
-the Dagster code all import it, and it must not import Dagster. Every variable is documented in
+Every layer imports this module (ingest, publishing, orchestration, the CLI), so it imports
+nothing of the project's and nothing third-party. Every variable is documented in
 `.env.example`; relative paths are resolved against the project root, never the working
-directory, so `make demo`, `dagster dev` and dbt all see the same files.
+directory, so `make demo`, `dagster dev` and dbt all see the same files. Call `load_settings()`
+when the value is needed (at run time), not at import.
 """
 
 from __future__ import annotations
@@ -15,10 +16,6 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-
-#: Dagster concurrency pool that every asset writing the DuckDB warehouse joins. DuckDB allows a
-#: single writer process, so the pool's limit is 1 (see orchestration/dagster.yaml).
-WAREHOUSE_WRITER_POOL = "duckdb_writer"
 
 
 def _path(environ: Mapping[str, str], name: str, default: str) -> Path:

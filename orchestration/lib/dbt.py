@@ -1,7 +1,7 @@
 """The dbt project as Dagster sees it: project handle and translator.
 
 `make` targets prepare the manifest ahead of time with
-`dagster-dbt project prepare-and-package --file orchestration/dbt.py`; under `dagster dev` it is
+`dagster-dbt project prepare-and-package --file orchestration/lib/dbt.py`; under `dagster dev` it is
 re-parsed on load so model edits show up without a rebuild.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
-from ingest.settings import DBT_PROJECT_DIR
+from core.settings import DBT_PROJECT_DIR
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 dbt_project.prepare_if_dev()
