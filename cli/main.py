@@ -20,28 +20,36 @@ from core.settings import load_settings
 from expectations.contracts import roster_keys
 
 
-def _roster_from_warehouse(warehouse: Path, smo_id: str) -> tuple[frozenset[str] | None, str]:
+def _roster_from_warehouse(
+    warehouse: Path, smo_id: str
+) -> tuple[frozenset[str] | None, dict[str, dt.date], str]:
+    """The SMO's current roster keys and each study's start, and where they came from."""
     if not warehouse.exists():
         return (
             frozenset(),
+            {},
             f"no warehouse at {warehouse}: sites are checked only against rosters given here",
         )
     import duckdb
 
     from ingest import warehouse as wh
+    from ingest.plausibility import roster_study_starts
 
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
-            return wh.current_roster(con, smo_id), f"roster from {warehouse}"
+            roster = wh.current_roster(con, smo_id)
+            return roster, roster_study_starts(con, smo_id), f"roster from {warehouse}"
     except duckdb.Error as exc:
         return (
             frozenset(),
+            {},
             f"warehouse not readable ({str(exc).splitlines()[0]}); roster from files given here only",
         )
 
 
 def check_delivery_command(args: argparse.Namespace) -> int:
     from ingest.gate import check_delivery
+    from ingest.plausibility import plausibility, with_roster
     from ingest.profiles import ProfileError, load_profile
     from ingest.rejection_report import report_markdown
 
@@ -65,7 +73,8 @@ def check_delivery_command(args: argparse.Namespace) -> int:
     if missing:
         print(f"usage error: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    roster, source = _roster_from_warehouse(settings.warehouse_path, profile.smo_id)
+    roster, starts, source = _roster_from_warehouse(settings.warehouse_path, profile.smo_id)
+    context = plausibility(settings, starts)
     print(f"# {profile.smo_id}: profile {profile_path} (version {profile.version}); {source}\n")
     # Rosters first, as in a pipeline batch: a roster accepted here counts for later files.
     ordered = sorted(
@@ -74,13 +83,16 @@ def check_delivery_command(args: argparse.Namespace) -> int:
     received = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rejected = 0
     for path in ordered:
-        result = check_delivery(path, profile, received_at=received, roster=roster)
+        result = check_delivery(
+            path, profile, received_at=received, roster=roster, plausibility=context
+        )
         print(report_markdown(result))
         if not result.accepted:
             rejected += 1
         elif result.feed == "sites" and result.frame is not None:
             keys = roster_keys(result.frame["study_id"], result.frame["site_id"])
             roster = keys | (roster or frozenset())
+            context = with_roster(context, result.frame)
     verdict = f"{len(paths) - rejected} of {len(paths)} file(s) would be accepted"
     print(verdict + ("." if not rejected else f"; {rejected} rejected."))
     return 1 if rejected else 0

@@ -9,6 +9,7 @@ when the value is needed (at run time), not at import.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +54,12 @@ class Settings:
     alert_webhook_url: str
     #: Base URL of the Dagster UI, for links in alerts.
     dagster_ui_url: str
+    #: Delivery gate, plausible dates: nothing before `date_window_earliest`, nothing more than
+    #: `date_window_margin_days` before the study's first planned activation, no plan or due
+    #: date more than `date_window_future_years` after the delivery date.
+    date_window_earliest: dt.date
+    date_window_margin_days: int
+    date_window_future_years: int
 
     @property
     def inbox_dir(self) -> Path:
@@ -92,6 +99,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         schedule_timezone=env.get("SMO_SCHEDULE_TIMEZONE") or "UTC",
         alert_webhook_url=env.get("SMO_ALERT_WEBHOOK_URL") or "",
         dagster_ui_url=(env.get("SMO_DAGSTER_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
+        date_window_earliest=dt.date.fromisoformat(
+            env.get("SMO_DATE_WINDOW_EARLIEST") or "2000-01-01"
+        ),
+        date_window_margin_days=int(env.get("SMO_DATE_WINDOW_MARGIN_DAYS") or 730),
+        date_window_future_years=int(env.get("SMO_DATE_WINDOW_FUTURE_YEARS") or 15),
     )
 
 

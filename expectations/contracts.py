@@ -9,8 +9,8 @@ turning an SMO's file into one (and reporting values that do not parse) is `inge
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import pandera.polars as pa
 import polars as pl
@@ -60,9 +60,30 @@ RULES: dict[str, Rule] = {
         Rule("value.country_iso", "The country is not an ISO 3166-1 alpha-2 code."),
         Rule("value.currency_iso", "The currency is not an ISO 4217 code."),
         Rule("value.fte_range", "FTE must be between 0 and 1.5."),
-        Rule("value.non_negative", "The amount must not be negative."),
+        Rule("value.non_negative", "The value must not be negative."),
         Rule("key.unique", "The row's key appears more than once in the file."),
         Rule("date.not_after_delivery", "A date lies after the delivery date."),
+        # Plausibility (spec 2.1 + what the warehouse needs): a value that passes these cannot
+        # fail a warehouse test on its own, so one SMO's delivery never blocks another's.
+        Rule(
+            "date.before_window",
+            "A date lies before the plausible window: before SMO_DATE_WINDOW_EARLIEST, or more "
+            "than SMO_DATE_WINDOW_MARGIN_DAYS before the study's first planned activation.",
+        ),
+        Rule(
+            "date.after_window",
+            "A plan or due date lies more than SMO_DATE_WINDOW_FUTURE_YEARS after the delivery.",
+        ),
+        Rule(
+            "file.delivery_date_future",
+            "The delivery date in the file name is after the file's arrival (plus one day).",
+        ),
+        Rule(
+            "fx.rate_missing",
+            "No FX rate for the currency (or the reporting currency) on the payment's date "
+            "(trigger, else invoice, else delivery date) in dbt_project/seeds/fx_rates.csv.",
+            ("currency", "trigger_date", "invoice_date"),
+        ),
         Rule(
             "roster.site_known",
             "The site is not in the SMO's current roster for the study.",
@@ -113,6 +134,21 @@ RULES: dict[str, Rule] = {
             "order.trigger_le_paid",
             "paid_date must not precede trigger_date.",
             ("trigger_date", "paid_date"),
+        ),
+        Rule(
+            "order.selected_le_irb_approval",
+            "irb_approval_date must not precede selected_date.",
+            ("selected_date", "irb_approval_date"),
+        ),
+        Rule(
+            "order.selected_le_contract",
+            "contract_executed_date must not precede selected_date.",
+            ("selected_date", "contract_executed_date"),
+        ),
+        Rule(
+            "order.selected_le_activation",
+            "activation_date must not precede selected_date.",
+            ("selected_date", "activation_date"),
         ),
         Rule(
             "order.start_le_end",
@@ -173,6 +209,9 @@ def _cross_column_checks(feed: Feed) -> list[pa.Check]:
             "order.identified_le_reported",
             "order.trigger_le_paid",
             "order.start_le_end",
+            "order.selected_le_irb_approval",
+            "order.selected_le_contract",
+            "order.selected_le_activation",
         )
         if set(RULES[rule_id].columns) <= names
     ]
@@ -210,21 +249,92 @@ def _roster_check(feed: Feed, roster: frozenset[str]) -> pa.Check:
     return _expr_check("roster.site_known", lambda _: key.is_in(values))
 
 
+@dataclass(frozen=True)
+class Plausibility:
+    """What one delivery must satisfy beyond its own contract so that no warehouse test can
+    fail on it: dates in a window around the study, FX rates for every payment.
+
+    Built by `ingest.plausibility` from the settings, the SMO's roster and the FX seed.
+    """
+
+    earliest: dt.date = dt.date(2000, 1, 1)
+    margin_days: int = 730
+    future_years: int = 15
+    #: study_id -> the study's first planned activation (or selection, or activation) date on
+    #: the SMO's current roster; dates more than `margin_days` before it are implausible.
+    study_starts: Mapping[str, dt.date] = field(default_factory=dict)
+    #: currency -> the first date the FX seed has a rate for it; None skips the FX rule.
+    fx_first_rate: Mapping[str, dt.date] | None = None
+    reporting_currency: str = "EUR"
+
+    def study_floors(self) -> dict[str, dt.date]:
+        margin = dt.timedelta(days=self.margin_days)
+        return {
+            study: max(self.earliest, start - margin) for study, start in self.study_starts.items()
+        }
+
+
+def _date_window_checks(
+    feed: Feed, plausibility: Plausibility, delivery_date: dt.date | None
+) -> dict[str, list[pa.Check]]:
+    floors = plausibility.study_floors()
+    if feed.per_study and floors:
+        floor = pl.col("study_id").replace_strict(
+            floors, default=plausibility.earliest, return_dtype=pl.Date
+        )
+    else:
+        floor = pl.lit(plausibility.earliest, dtype=pl.Date)
+    checks: dict[str, list[pa.Check]] = {}
+    for col in feed.columns:
+        if col.dtype != "date":
+            continue
+        checks[col.name] = [
+            _expr_check("date.before_window", lambda c, floor=floor: pl.col(c) >= floor)
+        ]
+        if col.may_be_future and delivery_date is not None:
+            latest = delivery_date.replace(year=delivery_date.year + plausibility.future_years)
+            checks[col.name].append(
+                _expr_check("date.after_window", lambda c, latest=latest: pl.col(c) <= latest)
+            )
+    return checks
+
+
+def _fx_check(feed: Feed, plausibility: Plausibility, delivery_date: dt.date | None) -> pa.Check:
+    """The warehouse converts each line at the rate valid on its trigger date (else invoice
+    date, else delivery date): a line without such a rate would have no reporting amount."""
+    first = plausibility.fx_first_rate or {}
+    reporting_first = first.get(plausibility.reporting_currency)
+    fx_date = pl.coalesce(
+        pl.col("trigger_date"), pl.col("invoice_date"), pl.lit(delivery_date, dtype=pl.Date)
+    )
+    currency_first = pl.col("currency").replace_strict(
+        dict(first), default=None, return_dtype=pl.Date
+    )
+    ok = currency_first.is_not_null() & (fx_date >= currency_first)
+    ok = pl.lit(False) if reporting_first is None else ok & (fx_date >= reporting_first)
+    # A missing currency or date is value.required's business, not this rule's.
+    ok = ok | pl.col("currency").is_null() | fx_date.is_null()
+    return _expr_check("fx.rate_missing", lambda _: ok)
+
+
 def feed_schema(
     feed: Feed | str,
     *,
     delivery_date: dt.date | None = None,
     roster: frozenset[str] | None = None,
     unique_within: tuple[str, ...] = (),
+    plausibility: Plausibility | None = None,
 ) -> pa.DataFrameSchema:
     """The contract for one feed.
 
     `delivery_date` adds "no date after the delivery"; `roster` (from `roster_keys`) adds the
     site reference rule. Without them the schema holds the intrinsic rules only, which is what
     the warehouse re-checks on current rows. `unique_within` widens the key (e.g. by smo_id
-    when several SMOs' rows are checked together).
+    when several SMOs' rows are checked together). `plausibility` adds the date window and the
+    FX rule (delivery gate only: they depend on the roster and the seed at delivery time).
     """
     feed = FEEDS[feed] if isinstance(feed, str) else feed
+    window = _date_window_checks(feed, plausibility, delivery_date) if plausibility else {}
     columns: dict[str, pa.Column] = {}
     for col in feed.columns:
         checks: list[pa.Check] = []
@@ -236,14 +346,22 @@ def feed_schema(
             checks.append(_in_list("value.currency_iso", ISO_CURRENCIES))
         if col.name == "fte":
             checks.append(_expr_check("value.fte_range", lambda c: pl.col(c).is_between(0, 1.5)))
-        if col.name == "holdback_amount":
+        if col.non_negative:
             checks.append(_expr_check("value.non_negative", lambda c: pl.col(c) >= 0))
         if col.dtype == "date" and delivery_date is not None and not col.may_be_future:
             checks.append(_not_after(delivery_date))
+        checks += window.get(col.name, [])
         columns[col.name] = pa.Column(
             POLARS_TYPES[col.dtype], checks=checks, nullable=not col.required, required=True
         )
     frame_checks = _cross_column_checks(feed)
+    fx_columns = {"currency", "trigger_date", "invoice_date"}
+    if (
+        plausibility
+        and plausibility.fx_first_rate is not None
+        and fx_columns <= set(feed.column_names)
+    ):
+        frame_checks.append(_fx_check(feed, plausibility, delivery_date))
     if roster is not None and feed.roster_reference:
         frame_checks.append(_roster_check(feed, roster))
     return pa.DataFrameSchema(

@@ -66,6 +66,8 @@ class Column:
     #: A plan or a deadline (planned visit, planned activation, invoice due date) may lie after
     #: the delivery date; every other date records something that already happened.
     may_be_future: bool = False
+    #: Counts, targets and amounts that cannot be negative (value.non_negative).
+    non_negative: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ FEEDS: dict[str, Feed] = {
                 Column("contract_executed_date", "date"),
                 Column("activation_date", "date", description="site initiation visit"),
                 Column("closed_date", "date"),
-                Column("target_enrollment", "int"),
+                Column("target_enrollment", "int", non_negative=True),
                 Column("planned_activation_date", "date", may_be_future=True),
             ),
         ),
@@ -194,7 +196,7 @@ FEEDS: dict[str, Feed] = {
                 Column("invoice_date", "date"),
                 Column("due_date", "date", may_be_future=True),
                 Column("paid_date", "date"),
-                Column("holdback_amount", "float"),
+                Column("holdback_amount", "float", non_negative=True),
                 Column("credit_note", "bool", description="true allows a negative amount"),
             ),
         ),

@@ -15,15 +15,18 @@ from pathlib import Path
 
 import polars as pl
 
-from expectations.contracts import FAILURE_SCHEMA, RULES, feed_schema, validate
+from expectations.contracts import FAILURE_SCHEMA, RULES, Plausibility, feed_schema, validate
 from expectations.feeds import FEEDS, Feed
 from expectations.identifiers import direct_identifier_kind
+from ingest.plausibility import plausibility as default_plausibility
 from ingest.profiles import EXCEL_SERIAL, FeedProfile, Profile
 from ingest.readers import DeliveryFileError, RawFrame, read_delivery
 
 #: Examples kept per (rule, column) in a report; totals are always complete.
 EXAMPLES_PER_RULE = 20
 EXCEL_EPOCH = dt.date(1899, 12, 30)
+#: A file may be named with tomorrow's date (time zones); anything later is a wrong name.
+DELIVERY_DATE_GRACE = dt.timedelta(days=1)
 TRUE_WORDS = ("true", "yes", "y", "1", "si", "sí", "oui", "ja", "是", "はい")
 FALSE_WORDS = ("false", "no", "n", "0", "non", "nein", "否", "いいえ")
 
@@ -94,11 +97,14 @@ def check_delivery(
     received_at: dt.datetime,
     roster: frozenset[str] | None,
     sha256: str | None = None,
+    plausibility: Plausibility | None = None,
 ) -> GateResult:
     """Apply the SMO's profile and the feed contract to one file.
 
     `roster` holds the SMO's current (study, site) keys (`expectations.contracts.roster_keys`),
     including rosters accepted earlier in the same batch; None skips the site reference rule.
+    `plausibility` is the date window and FX context (`ingest.plausibility`); None means the
+    settings' window without study starts.
     """
     path = Path(path)
     result = GateResult(
@@ -134,6 +140,17 @@ def check_delivery(
         )
         return result
     result.delivery_date = file_date or received_at.date()
+    if file_date is not None and file_date > received_at.date() + DELIVERY_DATE_GRACE:
+        result.add(
+            Problem(
+                "file.delivery_date_future",
+                f"The delivery date in '{path.name}' ({file_date}) is after the file arrived "
+                f"({received_at.date()}); a snapshot cannot be dated in the future. Check the "
+                "date in the file name.",
+                value=str(file_date),
+            )
+        )
+        return result
 
     try:
         raw = read_delivery(path, feed_profile.file)
@@ -158,7 +175,12 @@ def check_delivery(
     failures = [parse_failures]
     if result.study_id is not None and "study_id" in renames.values():
         failures.append(_study_mismatch(typed, result.study_id))
-    schema = feed_schema(feed, delivery_date=result.delivery_date, roster=roster)
+    schema = feed_schema(
+        feed,
+        delivery_date=result.delivery_date,
+        roster=roster,
+        plausibility=plausibility or default_plausibility(),
+    )
     contract_failures = validate(typed, schema)
     # A value that did not parse is reported once (as value.type), not again as missing.
     contract_failures = contract_failures.join(
@@ -411,4 +433,8 @@ def _value_message(
         return f"{label}: {value} is after the delivery date {result.delivery_date}"
     if rule == "value.required":
         return f"{label}: empty, but the column is required"
+    if rule == "date.before_window":
+        return f"{label}: {value} is before the plausible window for its study ({RULES[rule].description})"
+    if rule == "date.after_window":
+        return f"{label}: {value} is implausibly far after the delivery date {result.delivery_date}"
     return f"{label}: {RULES[rule].description}"

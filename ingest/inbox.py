@@ -18,9 +18,11 @@ from pathlib import Path
 import duckdb
 
 from core.gate_results import record_gate_results
+from expectations.contracts import Plausibility
 from expectations.feeds import FEED_LOAD_ORDER
 from ingest import warehouse
 from ingest.gate import GateResult, check_delivery, file_sha256
+from ingest.plausibility import plausibility, roster_study_starts
 from ingest.profiles import Profile, ProfileError, load_profile
 from ingest.rejection_report import write_reports
 
@@ -125,13 +127,22 @@ def process_inbox(
             summary.skipped += [(f, problem) for f in files]
             continue
         roster = warehouse.current_roster(con, smo_id)
+        context = plausibility(study_starts=roster_study_starts(con, smo_id))
         for path in sorted(files, key=lambda p: _load_order(profile, p)):
             outcome = process_file(
-                con, path, profile, roster, archive=archive, quarantine=quarantine, run_id=run_id
+                con,
+                path,
+                profile,
+                roster,
+                archive=archive,
+                quarantine=quarantine,
+                run_id=run_id,
+                plausibility=context,
             )
             summary.outcomes.append(outcome)
             if outcome.feed == "sites" and outcome.status == "ACCEPTED":
                 roster = warehouse.current_roster(con, smo_id)
+                context = plausibility(study_starts=roster_study_starts(con, smo_id))
     return summary
 
 
@@ -144,6 +155,7 @@ def process_file(
     archive: Path,
     quarantine: Path,
     run_id: str | None = None,
+    plausibility: Plausibility | None = None,
 ) -> Outcome:
     received_at = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
     processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -170,7 +182,14 @@ def process_file(
             delivery_id, profile.smo_id, result.feed, path.name, "DUPLICATE", 0, 0, stored
         )
 
-    result = check_delivery(path, profile, received_at=received_at, roster=roster, sha256=sha256)
+    result = check_delivery(
+        path,
+        profile,
+        received_at=received_at,
+        roster=roster,
+        sha256=sha256,
+        plausibility=plausibility,
+    )
     gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
     if result.accepted:
         stored = _stored_path(path, smo_archive, delivery_id)  # named in the ledger before the move

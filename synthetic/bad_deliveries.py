@@ -54,6 +54,8 @@ class _Case:
     file_name: str | None = None
     extra_column: tuple[str, str] | None = None
     drop_column: str | None = None
+    #: The delivery date the file is named with (default: the catalogue's END).
+    named_date: dt.date | None = None
 
 
 def _set(column: str, value: Callable[[dict], Any]) -> Callable[[Rows, random.Random], Rows]:
@@ -302,6 +304,68 @@ CASES: dict[str, _Case] = {
 }
 
 
+# Values each file's own contract would allow but the warehouse could not use: the gate's
+# plausibility rules refuse them per file, so no single delivery can fail a warehouse test.
+CASES.update(
+    {
+        "negative_target": _Case(
+            "A site's enrollment target below zero",
+            "value.non_negative",
+            "nordic",
+            "sites",
+            change_rows=_set("target_enrollment", lambda r: -5),
+        ),
+        "currency_without_fx_rate": _Case(
+            "A valid ISO currency the FX seed has no rate for",
+            "fx.rate_missing",
+            "americas",
+            "payments",
+            change_rows=_set("currency", lambda r: "ISK"),
+        ),
+        "payment_earned_in_1900": _Case(
+            "A payment line earned in 1900 (a default date left in the export)",
+            "date.before_window",
+            "iberia",
+            "payments",
+            change_rows=_first_where(
+                lambda r: r["trigger_date"] is not None,
+                trigger_date=lambda r: dt.date(1900, 1, 1),
+            ),
+        ),
+        "visit_in_1999": _Case(
+            "A visit dated before any plausible study window",
+            "date.before_window",
+            "sakura",
+            "visits",
+            change_rows=_first_where(
+                lambda r: r["actual_date"] is not None and r["crf_entry_date"] is not None,
+                actual_date=lambda r: dt.date(1999, 3, 1),
+                crf_entry_date=lambda r: dt.date(1999, 3, 2),
+            ),
+        ),
+        "delivery_dated_decades_ahead": _Case(
+            "A file named with a delivery date 36 years after it arrived",
+            "file.delivery_date_future",
+            "americas",
+            "sites",
+            named_date=dt.date(2062, 11, 16),
+        ),
+        "selected_after_activation": _Case(
+            "A site selected after it was activated",
+            "order.selected_le_activation",
+            "iberia",
+            "sites",
+            change_rows=_first_where(
+                lambda r: r["activation_date"] is not None and r["selected_date"] is not None,
+                selected_date=lambda r: r["activation_date"] + 30 * DAY,
+                irb_approval_date=lambda r: r["activation_date"] + 31 * DAY,
+                contract_executed_date=lambda r: r["activation_date"] + 31 * DAY,
+            ),
+        ),
+    }
+)
+
+
 class _Base:
     """The small valid portfolio every case starts from."""
 
@@ -346,7 +410,7 @@ def _write_case(base: _Base, name: str, case: _Case, out: Path, profiles: Path) 
         dialect = dataclasses.replace(dialect, feeds={**dialect.feeds, case.feed: feed_dialect})
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    file_name = case.file_name or smo.dialect.file_name(case.feed, END, study_id)
+    file_name = case.file_name or smo.dialect.file_name(case.feed, case.named_date or END, study_id)
     path = write_feed(dialect, case.feed, folder / file_name, _renderable(rows), title=name)
     if case.change_bytes:
         path.write_bytes(case.change_bytes(path.read_bytes()))
