@@ -4,8 +4,9 @@ Rules come from the dbt project, so they are declared once, next to each column'
 - keys: the mart's `unique` / `unique_combination_of_columns` tests -> unique (key columns
   may be null where a roll-up level has no value, e.g. site_id on a study row);
 - not null: columns with a `not_null` constraint;
-- ranges: column `meta: {min: .., max: ..}` in models/marts/_marts.yml (shares 0-1, days and
-  counts >= 0, ...); numeric columns without a possible range say so with `meta: {unbounded: why}`;
+- ranges: column `meta: {min: .., max: ..}` in models/marts/<domain>/_<domain>__models.yml
+  (shares 0-1, days and counts >= 0, ...); numeric columns without a possible range say so with
+  `meta: {unbounded: why}`;
 - nothing silently disappears: every entity (the key without as_of_date) of the previous publish
   must still be there, unless the mart's meta says `publish_entities_may_disappear`.
 Freshness: each SMO's latest delivery is at most `max_days` older than the as-of date.

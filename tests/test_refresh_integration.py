@@ -90,7 +90,7 @@ def test_rejected_delivery_warns_with_its_report_and_the_run_goes_on(
     # The SMO's visits of that week are accepted while its subjects fall back to the previous
     # snapshot, so visits of subjects screened that week have no site yet: a warning, not a stop.
     assert set(warned) - {
-        ("intermediate/int_weekly__visits", "not_null_int_weekly__visits_site_id")
+        ("intermediate/int_snapshot__visits", "not_null_int_snapshot__visits_site_id")
     } == {("raw/subjects", "deliveries_rejected")}
     check = warned[("raw/subjects", "deliveries_rejected")]
     assert check.severity == dg.AssetCheckSeverity.WARN

@@ -18,5 +18,5 @@ select
         filter (where closed_date is null) as open_deviation_age_days_total,
     max(date_diff('day', coalesce(identified_date, occurred_date), as_of_date))
         filter (where closed_date is null) as oldest_open_deviation_days
-from {{ ref('int_weekly__deviations') }}
+from {{ ref('int_snapshot__deviations') }}
 group by all

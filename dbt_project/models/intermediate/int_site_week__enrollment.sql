@@ -14,7 +14,7 @@ with subjects as (
         count(*) filter (where is_completed) as subjects_completed,
         min(randomized_date) as first_randomized_date,
         sum(days_on_study) as subject_days
-    from {{ ref('int_weekly__subject_status') }}
+    from {{ ref('int_snapshot__subject_status') }}
     group by all
 )
 
@@ -62,7 +62,7 @@ select
     s.activation_date is not null
         and date_diff('day', s.activation_date, s.as_of_date) >= {{ var('non_enrolling_after_days') }}
         and coalesce(sub.subjects_randomized, 0) = 0 as is_non_enrolling
-from {{ ref('int_weekly__sites') }} as s
+from {{ ref('int_snapshot__sites') }} as s
 left join subjects as sub
     on sub.as_of_date = s.as_of_date
     and sub.smo_id = s.smo_id

@@ -6,7 +6,7 @@ with lines as (
         *,
         date_diff('day', trigger_date, paid_date) as cycle_days,
         case when paid_date is null then date_diff('day', trigger_date, as_of_date) end as unpaid_age_days
-    from {{ ref('int_weekly__payments') }}
+    from {{ ref('int_snapshot__payments') }}
 )
 
 select

@@ -6,7 +6,7 @@ with assignments as (
         *,
         greatest(start_date, as_of_date - interval 365 day)::date as window_start,
         least(coalesce(end_date, as_of_date), as_of_date) as window_end
-    from {{ ref('int_weekly__staffing') }}
+    from {{ ref('int_snapshot__staffing') }}
     where start_date <= as_of_date
 )
 

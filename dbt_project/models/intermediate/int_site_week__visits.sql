@@ -19,6 +19,6 @@ select
         and date_diff('day', actual_date, coalesce(crf_entry_date, as_of_date)) > 10
     ) as visits_entered_late,
     count(*) filter (where actual_date is not null and crf_entry_date is null) as visits_awaiting_entry
-from {{ ref('int_weekly__visits') }}
+from {{ ref('int_snapshot__visits') }}
 where site_id is not null
 group by all

@@ -8,7 +8,7 @@ select
     v.*,
     s.site_id
 from visits as v
-left join {{ ref('int_weekly__subjects') }} as s
+left join {{ ref('int_snapshot__subjects') }} as s
     on s.as_of_date = v.as_of_date
     and s.smo_id = v.smo_id
     and s.study_id = v.study_id

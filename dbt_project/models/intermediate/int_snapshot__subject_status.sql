@@ -27,4 +27,4 @@ select
         screened_date,
         least(as_of_date, coalesce(screen_failed_date, discontinued_date, completed_date, as_of_date))
     )) as days_on_study
-from {{ ref('int_weekly__subjects') }}
+from {{ ref('int_snapshot__subjects') }}
