@@ -75,6 +75,11 @@ RULES: dict[str, Rule] = {
             "A plan or due date lies more than SMO_DATE_WINDOW_FUTURE_YEARS after the delivery.",
         ),
         Rule(
+            "warehouse.check_failed",
+            "Loaded, then pulled: a blocking warehouse check failed on this delivery's rows "
+            "(a rule across feeds or weeks that no single file shows).",
+        ),
+        Rule(
             "file.delivery_date_future",
             "The delivery date in the file name is after the file's arrival (plus one day).",
         ),

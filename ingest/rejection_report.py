@@ -61,7 +61,17 @@ def report_markdown(result: GateResult) -> str:
         f"- profile version: {data['profile_version']}; sha256: `{data['sha256']}`",
         f"- problems: **{data['error_count']:,}**",
     ]
-    if data["status"] == "REJECTED":
+    if data["status"] == "REJECTED" and any(
+        t["rule"].startswith("warehouse.") for t in data["totals"]
+    ):
+        lines += [
+            "",
+            "The file passed the delivery gate and was loaded, but its rows failed a blocking "
+            "warehouse check, so it was pulled: its rows were removed, the SMO's previous "
+            "accepted snapshot is current again and every other SMO's data was published "
+            "without it. Fix the data named below and put the file back in the inbox.",
+        ]
+    elif data["status"] == "REJECTED":
         lines += [
             "",
             "The whole file was refused and nothing from it was loaded; the SMO's previous "

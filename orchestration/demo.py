@@ -89,7 +89,42 @@ def _oversight_summary(warehouse_path) -> list[str]:
     return lines
 
 
+def _first_line(text: str | None, limit: int = 300) -> str:
+    return next((line for line in (text or "").splitlines() if line.strip()), "")[:limit]
+
+
+def _failure_lines(result: dg.ExecuteJobResult) -> list[str]:
+    """What failed, in a few human lines: the failed steps with their own message (not a
+    traceback) and the blocking checks that did not pass."""
+    lines = [f"Refresh run {result.run_id} FAILED."]
+    for event in result.all_events:
+        if event.event_type != dg.DagsterEventType.STEP_FAILURE:
+            continue
+        error = getattr(event.step_failure_data, "error", None)
+        while error is not None and error.cause is not None and not error.message.strip():
+            error = error.cause
+        message = (error.message if error else "").strip().splitlines()
+        lines.append(f"  step {event.step_key} failed: {message[0][:300] if message else ''}")
+        lines += [f"    {line[:300]}" for line in message[1:11]]
+    for check in result.get_asset_check_evaluations():
+        if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
+            why = _first_line(check.description) or "see its metadata in the UI"
+            lines.append(
+                f"  blocking check {check.check_name} on {check.asset_key.to_user_string()}: {why}"
+            )
+    lines.append("The last good publish stays in place. Open the run in the UI (`make dev`).")
+    return lines
+
+
 def main() -> int:
+    try:
+        return _run()
+    except Exception as exc:  # noqa: BLE001 - the demo's user gets a sentence, not a traceback
+        print(f"make demo failed: {type(exc).__name__}: {_first_line(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def _run() -> int:
     home = ensure_dagster_home()
     settings = load_settings()
     _seed_demo_data(settings)
@@ -97,19 +132,7 @@ def main() -> int:
         result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
         run_id = result.run_id
         if not result.success:
-            failed = [
-                event.step_key
-                for event in result.all_events
-                if event.event_type == dg.DagsterEventType.STEP_FAILURE
-            ]
-            print(f"Refresh run {run_id} FAILED at step(s): {', '.join(failed) or 'unknown'}.")
-            for check in result.get_asset_check_evaluations():
-                if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
-                    why = (check.description or "").splitlines()[0][:300]
-                    print(
-                        f"  blocking check {check.check_name} on {check.asset_key.to_user_string()}: {why}"
-                    )
-            print("Open the run in the UI (`make dev`) for the step logs.")
+            print("\n".join(_failure_lines(result)))
             return 1
     print(f"Refresh run {run_id} succeeded.")
     print(f"  warehouse     : {settings.warehouse_path}")

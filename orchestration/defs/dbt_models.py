@@ -1,21 +1,42 @@
 """Every dbt model as an asset and every dbt test as an asset check (error severity = blocking).
 
 This is the warehouse gate: after each `dbt build` every test's outcome is stored in
-ops.gate_results, and a failed build ends the step with a message naming what failed.
+ops.gate_results. When blocking tests fail on rows that name SMOs, the deliveries behind them
+are pulled (`orchestration.lib.isolation`) and dbt builds again, so one SMO's bad data never
+blocks the others' publish; what cannot be blamed on a delivery ends the step with a message
+naming what failed.
 """
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from core.gate_results import record_gate_results
+from core.settings import load_settings
+from ingest.retraction import WAREHOUSE_RULE, pull_delivery
 from orchestration.lib.dbt import dbt_project, load_manifest, prune_run_targets, translator
-from orchestration.lib.rebuild_fingerprint import fingerprint, last_build, record_build
+from orchestration.lib.isolation import attribute
+from orchestration.lib.rebuild_fingerprint import (
+    fingerprint,
+    last_build,
+    last_passing_build_at,
+    record_build,
+)
 from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 
 #: Run tag that forces a rebuild even when nothing the build reads has changed.
 REBUILD_TAG = "smo/rebuild"
 
 SHOWN = 10
+
+
+def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+#: Rebuilds after pulling deliveries; each round pulls what the previous build blamed.
+MAX_PULL_ROUNDS = 2
 
 
 def warehouse_gate_rows(run_results: dict, manifest: dict, run_id: str) -> list[dict]:
@@ -49,7 +70,7 @@ def warehouse_gate_rows(run_results: dict, manifest: dict, run_id: str) -> list[
     return rows
 
 
-def _failure_summary(run_results: dict) -> str:
+def _failure_summary(run_results: dict, pulled: list) -> str:
     failed = [
         f"{r['unique_id'].split('.')[-2] if r['unique_id'].startswith('test.') else r['unique_id']}"
         f" [{r['status']}]: {(r.get('message') or '').strip()[:200]}"
@@ -57,7 +78,10 @@ def _failure_summary(run_results: dict) -> str:
         if r["status"] in ("fail", "error")
     ]
     head = f"dbt build failed: {len(failed)} node(s) failed or errored; downstream models were skipped."
-    return "\n".join([head, *failed[:SHOWN]])
+    pulled_lines = [
+        f"pulled first: delivery {p.delivery_id} {p.smo_id}/{p.file_name}" for p in pulled
+    ]
+    return "\n".join([head, *failed[:SHOWN], *pulled_lines])
 
 
 @dbt_assets(
@@ -84,17 +108,83 @@ def warehouse_models(
         return
     # `build` interleaves tests with models, so a failing error-severity test stops everything
     # downstream of it inside dbt too, not only in Dagster.
+    pulled = []
     with warehouse.exported_to_dbt():
-        invocation = dbt.cli(["build"], context=context, raise_on_error=False)
-        yield from invocation.stream()
-    run_results = invocation.get_artifact("run_results.json")
+        for round_ in range(MAX_PULL_ROUNDS + 1):
+            invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+            # Held back until the build is final: a check that failed before its delivery was
+            # pulled must not block what the rebuild publishes.
+            events = list(invocation.stream())
+            run_results = invocation.get_artifact("run_results.json")
+            with warehouse.connect() as con:
+                record_gate_results(
+                    con, warehouse_gate_rows(run_results, invocation.manifest, context.run_id)
+                )
+                if invocation.is_successful() or round_ == MAX_PULL_ROUNDS:
+                    break
+                blame = attribute(con, run_results, invocation.manifest, last_passing_build_at(con))
+                for why in blame.unattributed:
+                    context.log.error(f"blocking failure not attributable to a delivery: {why}")
+                if not blame.culprits:
+                    break
+                for delivery_id, checks in sorted(blame.culprits.items()):
+                    done = pull_delivery(
+                        con,
+                        delivery_id,
+                        checks,
+                        quarantine=load_settings().quarantine_dir,
+                        run_id=context.run_id,
+                    )
+                    pulled.append(done)
+                    context.log.warning(
+                        f"PULLED delivery {done.delivery_id} {done.smo_id}/{done.file_name} "
+                        f"({done.feed}): {', '.join(c.check_name for c in checks)} failed on its "
+                        f"rows; previous snapshot current again (deliveries "
+                        f"{list(done.restored_delivery_ids) or 'none'}); report {done.report_path}. "
+                        "Rebuilding for every other SMO."
+                    )
+    yield from events
     prune_run_targets(invocation.target_path.parent, context.op_def.name)
-    with warehouse.connect() as con:
-        record_gate_results(
-            con, warehouse_gate_rows(run_results, invocation.manifest, context.run_id)
-        )
     if not invocation.is_successful():
-        raise dg.Failure(description=_failure_summary(run_results))
+        raise dg.Failure(description=_failure_summary(run_results, pulled))
     if full:
         with warehouse.connect() as con:
+            if pulled:  # the raw tables and the ledger changed since the fingerprint was taken
+                inputs = fingerprint(con, load_manifest())
             record_build(con, inputs, context.run_id)
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["ops", "deliveries"]),
+    name="no_delivery_pulled",
+    additional_deps=[dg.AssetKey(["marts", "delivery_log"])],
+    description="No loaded delivery had to be pulled because its rows failed a blocking warehouse "
+    "check (WARN: the others were published; the pulled files are in quarantine with a report).",
+)
+def no_delivery_pulled(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse
+) -> dg.AssetCheckResult:
+    with warehouse.connect(read_only=True) as con:
+        rows = con.execute(
+            """
+            select d.smo_id, d.file_name, d.feed,
+                   string_agg(distinct json_extract_string(g.details, '$.check'), ', '),
+                   d.report_path
+            from ops.gate_results g join ops.deliveries d using (delivery_id)
+            where g.run_id = ? and g.gate = 'warehouse' and g.check_name = ?
+            group by all order by all
+            """,
+            [context.op_execution_context.run_id, WAREHOUSE_RULE],
+        ).fetchall()
+    return dg.AssetCheckResult(
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "pulled": len(rows),
+            "deliveries": dg.MetadataValue.md(
+                markdown_table(("smo", "file", "feed", "failed checks", "report"), rows)
+            )
+            if rows
+            else "none",
+        },
+    )

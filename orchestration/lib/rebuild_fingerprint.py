@@ -11,6 +11,7 @@ every test passed, so a failed build is always retried.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -123,4 +124,16 @@ def last_build(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
 
 def record_build(con: duckdb.DuckDBPyConnection, value: str, run_id: str) -> None:
     con.execute(BUILDS_DDL)
-    con.execute("insert into ops.dbt_builds (fingerprint, run_id) values (?, ?)", [value, run_id])
+    # UTC like the ledger's processed_at, so "delivered since the last passing build" compares
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    con.execute(
+        "insert into ops.dbt_builds (fingerprint, run_id, built_at) values (?, ?, ?)",
+        [value, run_id, now],
+    )
+
+
+def last_passing_build_at(con: duckdb.DuckDBPyConnection) -> dt.datetime | None:
+    """When the last complete, fully passing build finished (UTC), if any."""
+    if not table_exists(con, "ops", "dbt_builds"):
+        return None
+    return con.execute("select max(built_at) from ops.dbt_builds").fetchall()[0][0]
