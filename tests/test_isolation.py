@@ -65,14 +65,28 @@ def test_a_delivery_failing_a_warehouse_check_is_pulled_and_the_others_publish(
     (data / "inbox" / "SMO-IBERIA").mkdir(parents=True, exist_ok=True)
     shutil.copy(iberia_latest, data / "inbox" / "SMO-IBERIA" / good_name)
 
+    # ...and a valid staffing correction (one FTE changed): SMO-wide rows (study "*") must flow
+    # through retroactive_changes without breaking it.
+    staffing = _newest(data / "archive" / "SMO-IBERIA", "*IBERIA_personal_*")
+    corrected_name = staffing.name.split("__", 1)[1].rsplit("_", 1)[0] + f"_{NEW_WEEK}.csv"
+    lines = staffing.read_bytes().decode("cp1252").split("\r\n")
+    first = lines[1].split(";")
+    old_fte = float(first[-1].replace(",", "."))
+    new_fte = 0.8 if old_fte != 0.8 else 0.7
+    first[-1] = f"{new_fte:.2f}".replace(".", ",")
+    lines[1] = ";".join(first)
+    (data / "inbox" / "SMO-IBERIA" / corrected_name).write_bytes(
+        "\r\n".join(lines).encode("cp1252")
+    )
+
     result = dg.execute_job(dg.reconstructable(refresh_job), instance=dagster_instance)
     assert result.success
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
         ledger = dict(
             con.execute(
-                "select file_name, status from ops.deliveries where file_name in (?, ?)",
-                [bad_name, good_name],
+                "select file_name, status from ops.deliveries where file_name in (?, ?, ?)",
+                [bad_name, good_name, corrected_name],
             ).fetchall()
         )
         (bad_id, report) = con.execute(
@@ -92,7 +106,7 @@ def test_a_delivery_failing_a_warehouse_check_is_pulled_and_the_others_publish(
             "and delivery_id = ?",
             [bad_id],
         ).fetchall()
-    assert ledger == {bad_name: "REJECTED", good_name: "ACCEPTED"}
+    assert ledger == {bad_name: "REJECTED", good_name: "ACCEPTED", corrected_name: "ACCEPTED"}
     assert current == latest.name.split("__", 1)[1], "the previous snapshot is current again"
     assert raw_rows == 0
     assert evidence and all("non_negative" in check for (check,) in evidence)
@@ -109,6 +123,12 @@ def test_a_delivery_failing_a_warehouse_check_is_pulled_and_the_others_publish(
         log = con.execute(
             "select status, rejection_reasons from delivery_log where file_name = ?", [bad_name]
         ).fetchone()
+        fte_changes = con.execute(
+            "select study_id, old_value, new_value from retroactive_changes "
+            "where feed = 'staffing' and field = 'fte' and delivery_date = ?",
+            [dt.date(2026, 11, 23)],
+        ).fetchall()
+    assert fte_changes == [(None, str(old_fte), str(new_fte))]
     assert as_of == dt.date(2026, 11, 23)
     assert good_name in used and bad_name not in used
     assert log[0] == "REJECTED" and "warehouse.check_failed" in log[1]

@@ -54,15 +54,21 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
 
 def failing_smos(
     con: duckdb.DuckDBPyConnection, test: dict, model: dict, compiled_sql: str
-) -> tuple[set[str], str | None]:
-    """SMOs named by a failing test's rows, and one failing row as text (for the report)."""
+) -> tuple[set[str], set[tuple[str, str]] | None, str | None]:
+    """SMOs named by a failing test's rows, the (SMO, study) pairs when the rows carry a study
+    (None when they do not), and one failing row as text (for the report)."""
     rows = con.execute(f"select * from ({compiled_sql}) as failing limit {ROWS_READ}")
     names = [d[0] for d in rows.description]
     found = rows.fetchall()
     example = ", ".join(f"{k}={v}" for k, v in zip(names, found[0], strict=True)) if found else None
     if "smo_id" in names:
         index = names.index("smo_id")
-        return {r[index] for r in found if r[index] is not None}, example
+        smos = {r[index] for r in found if r[index] is not None}
+        studies = None
+        if "study_id" in names:
+            at = names.index("study_id")
+            studies = {(r[index], r[at]) for r in found if r[index] is not None}
+        return smos, studies, example
     # Built-in tests return only the tested column (not_null, unique, accepted_values,
     # relationships): find the model's rows that carry the failing values.
     column = test.get("column_name") or test.get("test_metadata", {}).get("kwargs", {}).get(
@@ -70,15 +76,15 @@ def failing_smos(
     )
     relation = model.get("relation_name")
     if not column or not relation or "smo_id" not in _columns(con, relation):
-        return set(), example
+        return set(), None, example
     if test.get("test_metadata", {}).get("name") == "not_null":
         where = f"{column} is null"
     elif found:
         where = f"{column} in (select {names[0]} from ({compiled_sql}) as failing)"
     else:
-        return set(), example
+        return set(), None, example
     smos = con.execute(f"select distinct smo_id from {relation} where {where}").fetchall()
-    return {r[0] for r in smos if r[0] is not None}, example
+    return {r[0] for r in smos if r[0] is not None}, None, example
 
 
 def attribute(
@@ -91,10 +97,11 @@ def attribute(
     nodes = manifest.get("nodes", {})
     candidates = current_since(con, since)
     ledger = {
-        r[0]: (r[1], r[2])
+        r[0]: (r[1], r[2], set(r[3]))
         for r in con.execute(
-            "select delivery_id, smo_id, feed from ops.deliveries "
-            "where delivery_id in (select unnest(?::bigint[]))",
+            "select d.delivery_id, d.smo_id, d.feed, list(c.study_id) "
+            "from ops.deliveries d join ops.current_deliveries c using (delivery_id) "
+            "where d.delivery_id in (select unnest(?::bigint[])) group by all",
             [candidates],
         ).fetchall()
     }
@@ -116,12 +123,21 @@ def attribute(
         )
         model = nodes.get(attached or "", {})
         try:
-            smos, example = failing_smos(con, node, model, result.get("compiled_code") or "")
+            smos, studies, example = failing_smos(
+                con, node, model, result.get("compiled_code") or ""
+            )
         except duckdb.Error as exc:
             outcome.unattributed.append(f"{label}: failing rows unreadable ({exc})")
             continue
         feeds = raw_feeds_of(manifest, attached or unique_id)
-        blamed = [d for d, (smo, feed) in ledger.items() if smo in smos and feed in feeds]
+        blamed = [
+            delivery
+            for delivery, (smo, feed, covered) in ledger.items()
+            if smo in smos
+            and feed in feeds
+            # rows that name their study blame only deliveries of that study (or SMO-wide ones)
+            and (studies is None or "*" in covered or any((smo, s) in studies for s in covered))
+        ]
         if not blamed:
             why = (
                 "its failing rows name no SMO"
