@@ -39,6 +39,7 @@ import duckdb
 import yaml
 
 from core.settings import PROJECT_ROOT
+from core.tables import markdown_table
 
 CACHE = PROJECT_ROOT / "var" / "bench"
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -469,26 +470,25 @@ def _ratio(a: float, b: float) -> str:
 
 def scale_table(result: dict) -> str:
     weekly, floor = result["weekly"], result["floor"]
-    total = weekly["wall_s"]
+    total, stages = weekly["wall_s"], weekly["stages"]
+    floor_total = sum(floor.values())
+    gate_share = floor["delivery gate + load"] / stages["delivery gate + load"]
+    rows = [
+        [stage, f"{stages[stage]:.1f}", f"{stages[stage] / total:.0%}", f"{floor[stage]:.1f}",
+         _ratio(stages[stage], floor[stage])]
+        for stage in STAGES
+    ] + [
+        ["**weekly refresh**", f"**{total:.1f}**", "100%", f"{floor_total:.1f}",
+         f"**{_ratio(total, floor_total)}**"]
+    ]  # fmt: skip
     lines = [
         f"### {result['scale']} ({result['weekly_files']} files, "
         f"{result['weekly_bytes'] / 2**20:.0f} MiB in the weekly delivery; "
         f"{result['current_visits']:,} current visits)",
         "",
-        "| stage | seconds | share | floor s | ratio to floor |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for stage in STAGES:
-        seconds = weekly["stages"][stage]
-        lines.append(
-            f"| {stage} | {seconds:.1f} | {seconds / total:.0%} | {floor[stage]:.1f} | "
-            f"{_ratio(seconds, floor[stage])} |"
-        )
-    floor_total = sum(floor.values())
-    gate_share = floor["delivery gate + load"] / weekly["stages"]["delivery gate + load"]
-    lines += [
-        f"| **weekly refresh** | **{total:.1f}** | 100% | {floor_total:.1f} | "
-        f"**{_ratio(total, floor_total)}** |",
+        markdown_table(
+            ["stage", "seconds", "share", "floor s", "ratio to floor"], rows, numeric={1, 2, 3, 4}
+        ),
         "",
         f"- peak RSS of the process tree: {weekly['peak_rss_bytes'] / 2**30:.2f} GiB "
         f"(target <= {TARGET_RSS_GIB:.0f} GiB)",
@@ -509,25 +509,22 @@ def growth_table(results: list[dict]) -> str:
     if len(results) < 2:
         return ""
     base = results[0]
-    lines = [
-        "### Growth",
-        "",
-        "| scale | current visits | data x | weekly refresh s | time x | floor s | "
-        "ratio to floor | peak RSS GiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["scale", "current visits", "data x", "weekly refresh s", "time x", "floor s",
+              "ratio to floor", "peak RSS GiB"]  # fmt: skip
+    rows = []
     for r in results:
         data_x = r["current_visits"] / base["current_visits"]
         time_x = r["weekly"]["wall_s"] / base["weekly"]["wall_s"]
         floor_total = sum(r["floor"].values())
-        lines.append(
-            f"| {r['scale']} | {r['current_visits']:,} | {data_x:.1f} | "
-            f"{r['weekly']['wall_s']:.1f} | {time_x:.1f} | {floor_total:.1f} | "
-            f"{_ratio(r['weekly']['wall_s'], floor_total)} | "
-            f"{r['weekly']['peak_rss_bytes'] / 2**30:.2f} |"
-        )
-    lines += ["", "Cost grows linearly or better when `time x` <= `data x`."]
-    return "\n".join(lines)
+        rows.append(
+            [r["scale"], f"{r['current_visits']:,}", f"{data_x:.1f}", f"{r['weekly']['wall_s']:.1f}",
+             f"{time_x:.1f}", f"{floor_total:.1f}", _ratio(r["weekly"]["wall_s"], floor_total),
+             f"{r['weekly']['peak_rss_bytes'] / 2**30:.2f}"]
+        )  # fmt: skip
+    table = markdown_table(header, rows, numeric=set(range(1, len(header))))
+    return "\n".join(
+        ["### Growth", "", table, "", "Cost grows linearly or better when `time x` <= `data x`."]
+    )
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.tables import markdown_table
 from expectations.contracts import RULES
 from ingest.gate import EXAMPLES_PER_RULE, GateResult
 
@@ -45,11 +46,6 @@ def report_dict(result: GateResult) -> dict:
     }
 
 
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def report_markdown(result: GateResult) -> str:
     data = report_dict(result)
     lines = [
@@ -79,25 +75,31 @@ def report_markdown(result: GateResult) -> str:
             "right) and put it back in the inbox.",
         ]
     if data["totals"]:
-        lines += ["", "## Problems per rule", "", "| rule | column | count | what it means |"]
-        lines += ["|---|---|---:|---|"]
         lines += [
-            f"| `{t['rule']}` | {_cell(t['column'])} | {t['count']:,} | {_cell(t['description'])} |"
-            for t in data["totals"]
-        ]
-        lines += [
+            "",
+            "## Problems per rule",
+            "",
+            markdown_table(
+                ["rule", "column", "count", "what it means"],
+                [
+                    [f"`{t['rule']}`", t["column"], f"{t['count']:,}", t["description"]]
+                    for t in data["totals"]
+                ],
+                numeric={2},
+            ),
             "",
             f"## Failures (first {EXAMPLES_PER_RULE} per rule and column)",
             "",
             "Row numbers are as a spreadsheet shows them (the header is its own row).",
             "",
-            "| row | column | rule | value | message |",
-            "|---:|---|---|---|---|",
-        ]
-        lines += [
-            f"| {_cell(f['row'])} | {_cell(f['column'])} | `{f['rule']}` | {_cell(f['value'])} "
-            f"| {_cell(f['message'])} |"
-            for f in data["failures"]
+            markdown_table(
+                ["row", "column", "rule", "value", "message"],
+                [
+                    [f["row"], f["column"], f"`{f['rule']}`", f["value"], f["message"]]
+                    for f in data["failures"]
+                ],
+                numeric={0},
+            ),
         ]
     return "\n".join(lines) + "\n"
 

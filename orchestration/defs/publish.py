@@ -14,6 +14,7 @@ import dagster as dg
 from core.catalog import table_exists
 from core.gate_results import record_gate_results
 from core.settings import PROJECT_ROOT, load_settings
+from core.tables import markdown_table
 from expectations.publish_gate import (
     Outcome,
     entities,
@@ -111,10 +112,6 @@ def stale_feeds(warehouse: DuckDBWarehouse):
             order by smo_id, feed
             """
         ).fetchall()
-    lines = [
-        f"| {smo} | {feed} | {last or 'never'} | {'' if age is None else age} | {rejected} |"
-        for smo, feed, last, age, _limit, rejected in stale
-    ]
     return dg.AssetCheckResult(
         passed=not stale,
         severity=dg.AssetCheckSeverity.WARN,
@@ -128,9 +125,14 @@ def stale_feeds(warehouse: DuckDBWarehouse):
         metadata={
             "stale_feeds": len(stale),
             "stale": dg.MetadataValue.md(
-                "| SMO | feed | last accepted | age (days) | rejected since |\n|---|---|---|---|---|\n"
-                + "\n".join(lines)
-                if lines
+                markdown_table(
+                    ["SMO", "feed", "last accepted", "age (days)", "rejected since"],
+                    [
+                        [smo, feed, last or "never", age, rejected]
+                        for smo, feed, last, age, _limit, rejected in stale
+                    ],
+                )
+                if stale
                 else "none"
             ),
         },
@@ -205,8 +207,7 @@ def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
             "kept_publishes": len(result.history),
             "seconds": round(result.seconds, 2),
             "tables": dg.MetadataValue.md(
-                "| table | rows |\n|---|---|\n"
-                + "\n".join(f"| {t} | {n:,} |" for t, n in result.tables.items())
+                markdown_table(["table", "rows"], [(t, f"{n:,}") for t, n in result.tables.items()])
             ),
         }
     )

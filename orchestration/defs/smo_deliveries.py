@@ -15,6 +15,7 @@ import duckdb
 
 from core.gate_results import record_gate_results
 from core.settings import load_settings
+from core.tables import markdown_table
 from expectations.contracts import feed_schema, validate
 from expectations.feeds import FEEDS
 from ingest.inbox import BatchSummary, process_inbox
@@ -114,18 +115,12 @@ def _contract_check(con: duckdb.DuckDBPyConnection, feed: str) -> dg.AssetCheckR
             "current_rows": frame.height,
             "violations": failures.height,
             "violations_by_rule": dg.MetadataValue.md(
-                _md_table(by_rule.rows(), ("rule", "column", "rows"))
+                markdown_table(("rule", "column", "rows"), by_rule.rows())
             )
             if failures.height
             else "none",
         },
     )
-
-
-def _md_table(rows, header) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _rejected_check(summary: BatchSummary, feed: str) -> dg.AssetCheckResult:
@@ -140,7 +135,9 @@ def _rejected_check(summary: BatchSummary, feed: str) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "rejected": len(rejected),
-            "reports": dg.MetadataValue.md(_md_table(rows, ("smo", "file", "problems", "report")))
+            "reports": dg.MetadataValue.md(
+                markdown_table(("smo", "file", "problems", "report"), rows)
+            )
             if rejected
             else "none",
         },
@@ -159,7 +156,7 @@ def _unprocessed_check(summary: BatchSummary) -> dg.AssetCheckResult:
         metadata={
             "unrecognized_files": len(unmatched),
             "left_in_inbox": len(summary.skipped),
-            "details": dg.MetadataValue.md(_md_table(rows, ("smo", "file", "why")))
+            "details": dg.MetadataValue.md(markdown_table(("smo", "file", "why"), rows))
             if rows
             else "none",
         },
@@ -232,7 +229,7 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
                 "left_in_inbox": len(summary.skipped),
                 "seconds": round(elapsed, 2),
                 "last_accepted_per_smo": dg.MetadataValue.md(
-                    _md_table(last, ("smo", "feed", "last accepted delivery", "deliveries"))
+                    markdown_table(("smo", "feed", "last accepted delivery", "deliveries"), last)
                 ),
             },
         )
