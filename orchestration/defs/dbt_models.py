@@ -12,6 +12,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from core.gate_results import record_gate_results
 from core.settings import load_settings
+from core.tables import markdown_table
 from ingest.retraction import WAREHOUSE_RULE, pull_delivery
 from orchestration.lib.dbt import dbt_project, load_manifest, prune_run_targets, translator
 from orchestration.lib.isolation import attribute
@@ -27,12 +28,6 @@ from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 REBUILD_TAG = "smo/rebuild"
 
 SHOWN = 10
-
-
-def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 #: Rebuilds after pulling deliveries; each round pulls what the previous build blamed.
