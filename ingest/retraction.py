@@ -80,6 +80,7 @@ def pull_delivery(
         studies=list(studies or []),
         row_count=rows,
     )
+    checks = list({(c.check_name, c.model): c for c in checks}.values())  # each check once
     for check in checks:
         result.add(
             Problem(

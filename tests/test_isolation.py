@@ -141,3 +141,55 @@ def test_a_delivery_failing_a_warehouse_check_is_pulled_and_the_others_publish(
         if "PULLED delivery" in (e.message or "")
     ]
     assert len(pulled_logs) == 1 and bad_name in pulled_logs[0]
+
+
+def test_a_delivery_that_would_fail_the_publish_gate_is_pulled_before_it(
+    refreshed_env: Path, dagster_instance
+):
+    """A roster that silently drops a site (a dropped site without subjects, so no warehouse
+    test notices): the publish gate's "nothing published disappears" rule would block every
+    SMO. The preflight finds it after the build, pulls the roster, rebuilds, and publishes."""
+    data = refreshed_env / "data"
+    latest = _newest(data / "archive" / "SMO-AMERICAS", "*AMR_SYN-001_SiteList_*.csv")
+    rows = list(csv.reader(io.StringIO(latest.read_text(encoding="utf-8-sig"))))
+    with duckdb.connect(str(refreshed_env / "warehouse.duckdb"), read_only=True) as con:
+        quiet = {
+            site
+            for (site,) in con.execute(
+                "select site_id from staging.stg_smo__sites s where study_id = 'SYN-001' "
+                "and smo_id = 'SMO-AMERICAS' and not exists (select 1 from "
+                "staging.stg_smo__subjects u where u.site_id = s.site_id)"
+            ).fetchall()
+        }
+    assert quiet, "the portfolio has a site without subjects"
+    dropped = sorted(quiet)[0]
+    kept = [rows[0]] + [r for r in rows[1:] if r[0] != dropped]
+    assert len(kept) == len(rows) - 1
+    name = f"AMR_SYN-001_SiteList_{NEW_WEEK}.csv"
+    inbox = data / "inbox" / "SMO-AMERICAS"
+    inbox.mkdir(parents=True, exist_ok=True)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(kept)
+    (inbox / name).write_text(out.getvalue(), encoding="utf-8-sig")
+
+    result = dg.execute_job(dg.reconstructable(refresh_job), instance=dagster_instance)
+    assert result.success
+    with duckdb.connect(str(refreshed_env / "warehouse.duckdb"), read_only=True) as con:
+        (status,) = con.execute(
+            "select status from ops.deliveries where file_name = ?", [name]
+        ).fetchone()
+        checks = {
+            r[0]
+            for r in con.execute(
+                "select json_extract_string(details, '$.check') from ops.gate_results "
+                "where gate = 'warehouse' and check_name = 'warehouse.check_failed'"
+            ).fetchall()
+        }
+    assert status == "REJECTED"
+    assert any("published entity disappeared" in c for c in checks), checks
+    with duckdb.connect(str(refreshed_env / "publish" / "oversight.duckdb"), read_only=True) as con:
+        sites = {r[0] for r in con.execute("select site_id from site_enrollment").fetchall()}
+    assert dropped in sites
+    evaluations = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert evaluations["no_delivery_pulled"].passed is False
+    assert evaluations["publish_gate"].passed

@@ -1,6 +1,7 @@
 """One SMO never blocks another: blame a failed warehouse build on particular deliveries.
 
-When a blocking dbt test fails, its failing rows are read back from the warehouse (the test's
+When a blocking dbt test fails (or, after a passing build, a publish-gate rule would:
+`publish_preflight`), its failing rows are read back from the warehouse (the test's
 compiled SQL from run_results.json). If they name SMOs (an `smo_id` column, or rows of a model
 that has one), the culprits are those SMOs' deliveries that became current since the last
 passing build, in the feeds the failing model reads (its raw sources in the manifest). Those
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
@@ -95,16 +97,7 @@ def attribute(
 ) -> Attribution:
     """Blame every failed blocking node of a build on deliveries, where the rows allow it."""
     nodes = manifest.get("nodes", {})
-    candidates = current_since(con, since)
-    ledger = {
-        r[0]: (r[1], r[2], set(r[3]))
-        for r in con.execute(
-            "select d.delivery_id, d.smo_id, d.feed, list(c.study_id) "
-            "from ops.deliveries d join ops.current_deliveries c using (delivery_id) "
-            "where d.delivery_id in (select unnest(?::bigint[])) group by all",
-            [candidates],
-        ).fetchall()
-    }
+    ledger = _candidates(con, since)
     outcome = Attribution()
     for result in run_results.get("results", []):
         if result["status"] not in ("fail", "error"):
@@ -130,14 +123,7 @@ def attribute(
             outcome.unattributed.append(f"{label}: failing rows unreadable ({exc})")
             continue
         feeds = raw_feeds_of(manifest, attached or unique_id)
-        blamed = [
-            delivery
-            for delivery, (smo, feed, covered) in ledger.items()
-            if smo in smos
-            and feed in feeds
-            # rows that name their study blame only deliveries of that study (or SMO-wide ones)
-            and (studies is None or "*" in covered or any((smo, s) in studies for s in covered))
-        ]
+        blamed = _blame(ledger, smos, studies, feeds)
         if not blamed:
             why = (
                 "its failing rows name no SMO"
@@ -157,3 +143,146 @@ def attribute(
         for delivery_id in blamed:
             outcome.culprits.setdefault(delivery_id, []).append(check)
     return outcome
+
+
+def _blame(
+    ledger: dict[int, tuple[str, str, set[str]]],
+    smos: set[str],
+    studies: set[tuple[str, str]] | None,
+    feeds: set[str],
+) -> list[int]:
+    """The candidate deliveries of the named SMOs in the model's feeds; rows that name their
+    study blame only deliveries of that study (or SMO-wide ones)."""
+    return [
+        delivery
+        for delivery, (smo, feed, covered) in ledger.items()
+        if smo in smos
+        and feed in feeds
+        and (studies is None or "*" in covered or any((smo, s) in studies for s in covered))
+    ]
+
+
+def _candidates(
+    con: duckdb.DuckDBPyConnection, since: dt.datetime | None
+) -> dict[int, tuple[str, str, set[str]]]:
+    """Deliveries that became current since the last passing build: delivery id -> (SMO, feed,
+    studies it is current for)."""
+    return {
+        r[0]: (r[1], r[2], set(r[3]))
+        for r in con.execute(
+            "select d.delivery_id, d.smo_id, d.feed, list(c.study_id) "
+            "from ops.deliveries d join ops.current_deliveries c using (delivery_id) "
+            "where d.delivery_id in (select unnest(?::bigint[])) group by all",
+            [current_since(con, since)],
+        ).fetchall()
+    }
+
+
+def _latest(relation: str, columns: set[str]) -> str:
+    if "as_of_date" not in columns:
+        return relation
+    return f"(select * from {relation} where as_of_date = (select max(as_of_date) from {relation}))"
+
+
+def publish_preflight(
+    con: duckdb.DuckDBPyConnection,
+    manifest: dict,
+    published: Path | None,
+    since: dt.datetime | None,
+) -> Attribution:
+    """The publish gate's data rules that one SMO's rows can break, run in SQL right after a
+    passing build, so their failures can be blamed and pulled before the great-expectations
+    gate would block every SMO's publish: values outside a column's declared range, and
+    entities of the last publish that are gone. (Keys and not-null are dbt tests and contracts
+    already.) What cannot be blamed is left to the publish gate, which still blocks."""
+    from expectations.publish_gate import mart_rules
+
+    ledger = _candidates(con, since)
+    outcome = Attribution()
+    if not ledger:
+        return outcome
+    models = {
+        n["name"]: n
+        for n in manifest.get("nodes", {}).values()
+        if n["resource_type"] == "model" and n["schema"] == "marts"
+    }
+    attached = False
+    if published is not None and published.exists():
+        con.execute(f"attach '{published}' as previous_publish (read_only)")
+        attached = True
+    try:
+        for mart, rules in sorted(mart_rules(manifest).items()):
+            node = models.get(mart)
+            if node is None:
+                continue
+            relation = f"marts.{mart}"
+            columns = set(_columns(con, relation))
+            if "smo_id" not in columns:
+                continue
+            latest = _latest(relation, columns)
+            study = "study_id" if "study_id" in columns else "null::varchar"
+            feeds = raw_feeds_of(manifest, node["unique_id"])
+            for column, (low, high) in sorted(rules.ranges.items()):
+                bounds = [f"{column} < {low}" if low is not None else None,
+                          f"{column} > {high}" if high is not None else None]  # fmt: skip
+                where = " or ".join(b for b in bounds if b)
+                if not where or column not in columns:
+                    continue
+                rows = con.execute(
+                    f"select smo_id, {study}, {column} from {latest} as m where {where}"
+                ).fetchall()
+                _add(outcome, ledger, rows, feeds, f"publish range {low}..{high}", mart, column)
+            if attached and rules.entity and set(rules.entity) <= columns:
+                previous_columns = {
+                    c
+                    for (c,) in con.execute(
+                        "select column_name from duckdb_columns() "
+                        "where database_name = 'previous_publish' and table_name = ?",
+                        [mart],
+                    ).fetchall()
+                }
+                if not set(rules.entity) <= previous_columns:
+                    continue
+                match = " and ".join(f"p.{c} is not distinct from m.{c}" for c in rules.entity)
+                p_study = "p.study_id" if "study_id" in rules.entity else "null::varchar"
+                rows = con.execute(
+                    f"""
+                    select p.smo_id, {p_study}, concat_ws('|', {", ".join(f"p.{c}" for c in rules.entity)})
+                    from {_latest(f"previous_publish.main.{mart}", previous_columns)} as p
+                    where not exists (select 1 from {latest} as m where {match})
+                    """
+                ).fetchall()
+                _add(outcome, ledger, rows, feeds, "published entity disappeared", mart, None)
+    finally:
+        if attached:
+            con.execute("detach previous_publish")
+    return outcome
+
+
+def _add(
+    outcome: Attribution,
+    ledger: dict[int, tuple[str, str, set[str]]],
+    rows: list[tuple],
+    feeds: set[str],
+    rule: str,
+    mart: str,
+    column: str | None,
+) -> None:
+    if not rows:
+        return
+    smos = {r[0] for r in rows if r[0] is not None}
+    studies = {(r[0], r[1]) for r in rows if r[0] is not None and r[1] is not None} or None
+    label = f"{rule} on {mart}" + (f".{column}" if column else "")
+    blamed = _blame(ledger, smos, studies, feeds)
+    if not blamed:
+        outcome.unattributed.append(f"{label}: no new delivery of {sorted(smos)} to blame")
+        return
+    check = FailedCheck(
+        check_name=f"publish_gate: {label}",
+        model=mart,
+        failing_rows=len(rows),
+        message=f"{len(rows)} row(s) of {mart}'s latest week",
+        example=f"smo_id={rows[0][0]}, study_id={rows[0][1]}, value={rows[0][2]}",
+    )
+    for delivery_id in blamed:
+        outcome.culprits.setdefault(delivery_id, []).append(check)
