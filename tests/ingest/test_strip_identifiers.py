@@ -8,12 +8,16 @@ import csv
 import dataclasses
 import hashlib
 import io
+import json
+import shutil
 import zipfile
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 
+from ingest.inbox import process_inbox
 from ingest.profiles import FileOptions, ProfileError, load_profile
 from ingest.readers import read_delivery
 from ingest.redact import redact_delivery
@@ -193,3 +197,129 @@ def test_xport_redaction_cuts_the_variable_from_every_record(shared_data, tmp_pa
     pd.testing.assert_frame_equal(after, before.drop(columns="BRTHDTC"))
     assert len(copy.read_bytes()) % 80 == 0 and b"BRTHDTC" not in copy.read_bytes()
     assert read_delivery(copy, opts).frame.width == before.shape[1] - 1
+
+
+# -- end to end -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def strip_env(tmp_path, valid):
+    profiles = tmp_path / "profiles"
+    write_profile(profiles, profile_dict("SMO-IBERIA", subjects={"strip_identifiers": [DOB]}))
+    inbox = tmp_path / "inbox" / "SMO-IBERIA"
+    inbox.mkdir(parents=True)
+    shutil.copy2(valid["SMO-IBERIA"]["sites"], inbox)
+    opts = load_profile(profiles / "SMO-IBERIA.yaml").feeds["subjects"].file
+    original = valid["SMO-IBERIA"]["subjects"]
+    delivered = with_column(original, tmp_path / original.name, opts=opts, at=3, header=DOB,
+                            values=BIRTH_DATES)  # fmt: skip
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    yield {"tmp": tmp_path, "inbox": inbox, "profiles": profiles, "con": con, "opts": opts,
+           "original": original, "delivered": delivered}  # fmt: skip
+    con.close()
+
+
+def run(env):
+    t = env["tmp"]
+    return process_inbox(env["con"], inbox=t / "inbox", archive=t / "archive",
+                         quarantine=t / "quarantine", profiles_dir=env["profiles"])  # fmt: skip
+
+
+def stored_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and p.suffix in (".csv", "")]
+
+
+def test_stripped_column_never_reaches_a_table_and_the_archive_is_redacted(strip_env):
+    env, con = strip_env, strip_env["con"]
+    delivered = env["delivered"]
+    shutil.copy2(delivered, env["inbox"])
+    delivered_sha = sha256(delivered)
+
+    summary = run(env)
+
+    statuses = {o.feed: o.status for o in summary.outcomes}
+    assert statuses == {"sites": "ACCEPTED", "subjects": "ACCEPTED"}
+    subjects = next(o for o in summary.outcomes if o.feed == "subjects")
+    columns = [c for (c,) in con.execute(
+        "select column_name from information_schema.columns where table_name = 'subjects'"
+    ).fetchall()]  # fmt: skip
+    assert not any("nacimiento" in c or "birth" in c for c in columns)
+    text = con.execute("select string_agg(s::varchar, '|') from raw.subjects s").fetchone()[0]
+    assert not any(v in text for v in BIRTH_DATES)
+    assert con.execute("select count(*) from raw.subjects").fetchone()[0] == subjects.rows > 0
+
+    archived = subjects.stored_path
+    assert archived.read_bytes() == env["original"].read_bytes()  # the export without the column
+    assert not any(v.encode() in archived.read_bytes() for v in BIRTH_DATES)
+    sidecar = json.loads(Path(f"{archived}.redaction.json").read_text())
+    assert sidecar["original_sha256"] == delivered_sha
+    assert sidecar["columns_removed"] == [DOB]
+    assert sidecar["stored_sha256"] == sha256(archived)
+    ledger_sha = con.execute(
+        "select sha256 from ops.deliveries where delivery_id = ?", [subjects.delivery_id]
+    ).fetchone()[0]
+    assert ledger_sha == delivered_sha  # the ledger keeps the delivered file's hash
+    [(details,)] = con.execute(
+        "select details from ops.gate_results where check_name = 'identifiers.stripped' "
+        "and delivery_id = ? and success",
+        [subjects.delivery_id],
+    ).fetchall()
+    assert json.loads(details)["original_sha256"] == delivered_sha
+
+    # The same file again is a duplicate (by the original's hash), and is kept redacted too.
+    shutil.copy2(delivered, env["inbox"])
+    [again] = run(env).outcomes
+    assert again.status == "DUPLICATE" and again.stored_path.read_bytes() == archived.read_bytes()
+    # The original bytes are stored nowhere.
+    kept = stored_files(env["tmp"] / "archive") + stored_files(env["tmp"] / "quarantine")
+    assert kept and all(sha256(p) != delivered_sha for p in kept)
+    assert list(env["inbox"].iterdir()) == []
+
+
+def test_a_rejected_file_is_quarantined_redacted(strip_env):
+    env = strip_env
+    rows = env["delivered"].read_bytes().decode("cp1252").split("\r\n")
+    fields = rows[1].split(";")
+    fields[4] = "31/31/2026"  # an impossible screening date: value.type
+    rows[1] = ";".join(fields)
+    bad = env["inbox"] / env["delivered"].name
+    bad.write_bytes("\r\n".join(rows).encode("cp1252"))
+    delivered_sha = sha256(bad)
+
+    summary = run(env)
+
+    rejected = next(o for o in summary.outcomes if o.feed == "subjects")
+    assert rejected.status == "REJECTED"
+    report = json.loads(Path(f"{rejected.stored_path}.report.json").read_text())
+    assert report["sha256"] == delivered_sha
+    assert report["redaction"]["original_sha256"] == delivered_sha
+    assert report["redaction"]["columns_removed"] == [DOB]
+    assert "value.type" in {t["rule"] for t in report["totals"]}
+    stored = rejected.stored_path.read_bytes()
+    assert DOB.encode("cp1252") not in stored and not any(v.encode() in stored for v in BIRTH_DATES)
+    assert sha256(rejected.stored_path) != delivered_sha
+
+
+def test_an_unreadable_file_of_a_stripping_feed_is_not_kept(strip_env):
+    """The gate cannot read it, so the identifier columns cannot be ruled out: no bytes kept."""
+    env = strip_env
+    bad = env["inbox"] / env["delivered"].name
+    bad.write_bytes(env["delivered"].read_bytes().replace(b";", b","))  # wrong delimiter
+
+    summary = run(env)
+
+    rejected = next(o for o in summary.outcomes if o.feed == "subjects")
+    assert rejected.status == "REJECTED" and rejected.stored_path is None
+    report = json.loads(Path(f"{rejected.report_path}".replace(".md", ".json")).read_text())
+    assert report["totals"][0]["rule"] == "file.delimiter"
+    assert "not kept" in report["not_kept"]
+    assert not bad.exists()
+    assert stored_files(env["tmp"] / "quarantine") == []
+    stored_path = (
+        env["con"]
+        .execute(
+            "select stored_path from ops.deliveries where delivery_id = ?", [rejected.delivery_id]
+        )
+        .fetchone()[0]
+    )
+    assert stored_path is None
