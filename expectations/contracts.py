@@ -42,12 +42,26 @@ RULES: dict[str, Rule] = {
         Rule("file.empty", "The file has no bytes."),
         Rule("file.no_rows", "The file has a header but no data rows; a snapshot cannot be empty."),
         Rule("file.encoding", "The bytes are not valid in the encoding the profile declares."),
-        Rule("file.unreadable", "The file cannot be parsed as the declared file type."),
+        Rule(
+            "file.unreadable",
+            "The file cannot be parsed as the declared file type, or processing it failed "
+            "unexpectedly (the report quotes the error).",
+        ),
         Rule("file.truncated", "The file does not end with a line break: it may be cut off."),
         Rule("file.ragged_row", "A row has more fields than the header."),
         Rule("file.delimiter", "The header does not split on the declared delimiter."),
         Rule("file.sheet_missing", "The workbook has no sheet with the declared name."),
         Rule("file.name_unrecognized", "No feed pattern in the SMO's profile matches the name."),
+        Rule(
+            "file.name_unsafe",
+            "The name is not valid UTF-8 or holds control characters; the entry was quarantined "
+            "unopened under an escaped name.",
+        ),
+        Rule(
+            "file.not_regular",
+            "Not a regular file (a symbolic link, folder, named pipe, socket or device); it was "
+            "quarantined unopened and never followed.",
+        ),
         Rule("file.study_mismatch", "Rows belong to a study other than the one the file is for."),
         Rule("column.missing", "A required canonical column is not in the file."),
         Rule("column.unmapped", "A column is neither mapped nor dropped by the profile."),

@@ -64,6 +64,11 @@ class GateResult:
     frame: pl.DataFrame | None = None  # canonical columns + _source_row; only when accepted
     problems: list[Problem] = field(default_factory=list)  # capped per rule
     totals: list[RuleTotal] = field(default_factory=list)  # complete counts per rule
+    #: The file's columns as read; None when the file could not be read.
+    file_columns: list[str] | None = None
+    #: Identifier columns the profile strips (`strip_identifiers`) that were in the file; they
+    #: were removed right after reading, before anything else saw the frame.
+    stripped_columns: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -167,6 +172,7 @@ def check_delivery(
         )
         return result
     result.row_count = raw.frame.height
+    raw = _strip_identifiers(raw, feed_profile, result)
 
     renames = _check_header(raw, feed_profile, feed, result)
     if renames is None:
@@ -197,6 +203,16 @@ def check_delivery(
     return result
 
 
+def _strip_identifiers(raw: RawFrame, feed_profile: FeedProfile, result: GateResult) -> RawFrame:
+    """Drop the identifier columns the profile strips, before any check reads the frame."""
+    result.file_columns = list(raw.frame.columns)
+    present = [c for c in raw.frame.columns if c in feed_profile.strip_identifiers]
+    if not present:
+        return raw
+    result.stripped_columns = present
+    return RawFrame(raw.frame.drop(present), raw.first_data_row)
+
+
 def _check_header(
     raw: RawFrame, feed_profile: FeedProfile, feed: Feed, result: GateResult
 ) -> dict[str, str] | None:
@@ -208,8 +224,10 @@ def _check_header(
             result.add(
                 Problem(
                     "column.direct_identifier",
-                    f"Column '{source}' looks like a direct identifier ({kind}); deliveries must "
-                    "carry study pseudonyms only. Ask the SMO to remove the column.",
+                    f"Column '{source}' looks like a direct identifier ({kind}): remove this "
+                    "column from the export (deliveries carry study pseudonyms only). If the "
+                    "sponsor agrees to receive and discard it, the profile can list it under "
+                    "strip_identifiers.",
                     column=source,
                 )
             )

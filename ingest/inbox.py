@@ -1,32 +1,52 @@
 """Process the SMO inbox: `inbox/<smo_id>/<file>` -> gate -> warehouse, archive or quarantine.
 
-Files still being written are left alone: names ending in .part/.tmp (or hidden), and files
-modified less than `settle_seconds` ago. Each file is handled on its own, so one SMO's bad
-file never stops another file or SMO. Processed files leave the inbox: accepted and duplicate
-files go to `archive/<smo_id>/` (the stored deliveries a past week can be rebuilt from),
-rejected ones to `quarantine/<smo_id>/` beside their reports.
+Entries are listed and classified by `ingest.inbox_entries` (never following a link): entries
+still being written are left alone (.part/.tmp, hidden, or changed less than `settle_seconds`
+ago); a regular file with a clean name goes through the delivery gate; an unsafe name
+(`file.name_unsafe`) or anything that is not a regular file (`file.not_regular`) is renamed into
+quarantine unopened under its escaped name, with a REJECTED ledger row and a report.
+
+Each file is handled on its own: one SMO's bad file never stops another file or SMO, and an
+unforeseen error on one file becomes that file's rejection (`file.unreadable`, quoting the
+error; its load is one transaction, so nothing of it stays). Processed files leave the inbox:
+accepted and duplicate files go to `archive/<smo_id>/` (the stored deliveries a past week can be
+rebuilt from), rejected ones to `quarantine/<smo_id>/` beside their reports. Files are moved by
+rename, so the archive holds the delivered bytes; for a feed whose profile strips identifier
+columns it holds a redacted copy instead (`ingest.redact`) and never the original.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import time
+import hashlib
+import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from core.gate_results import record_gate_results
 from expectations.contracts import Plausibility
 from expectations.feeds import FEED_LOAD_ORDER
 from ingest import warehouse
-from ingest.gate import GateResult, check_delivery, file_sha256
+from ingest.gate import GateResult, Problem, check_delivery
+from ingest.inbox_entries import (
+    InboxEntry,
+    NotRegularFile,
+    classify,
+    escaped_name,
+    fit_name,
+    link_target,
+    move_entry,
+    open_regular,
+    scan_inbox,
+)
+from ingest.inbox_entries import ready_files as ready_files  # where callers found it
 from ingest.plausibility import plausibility, roster_study_starts
-from ingest.profiles import Profile, ProfileError, load_profile
+from ingest.profiles import FeedProfile, Profile, ProfileError, load_profile
+from ingest.redact import RedactionError, redact_delivery
 from ingest.rejection_report import write_reports
-
-NOT_READY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", "~")
 
 
 @dataclass(frozen=True)
@@ -38,7 +58,7 @@ class Outcome:
     status: str  # ACCEPTED, REJECTED, DUPLICATE, SUPERSEDED
     rows: int
     error_count: int
-    stored_path: Path
+    stored_path: Path | None
     report_path: Path | None = None
     first_problem: str | None = None
 
@@ -46,33 +66,11 @@ class Outcome:
 @dataclass
 class BatchSummary:
     outcomes: list[Outcome] = field(default_factory=list)
-    #: Files left in the inbox, with why (no profile, broken profile).
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    #: Entries left in the inbox, with why (no profile, broken profile, not an SMO folder, ...).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
-
-
-def is_ready(path: Path, now: float, settle_seconds: float) -> bool:
-    name = path.name
-    if not path.is_file() or name.startswith(".") or name.lower().endswith(NOT_READY_SUFFIXES):
-        return False
-    return now - path.stat().st_mtime >= settle_seconds
-
-
-def ready_files(
-    inbox: Path, settle_seconds: float, now: float | None = None
-) -> dict[str, list[Path]]:
-    """Ready files per SMO folder, in name order."""
-    now = time.time() if now is None else now
-    found: dict[str, list[Path]] = {}
-    if not inbox.is_dir():
-        return found
-    for smo_dir in sorted(p for p in inbox.iterdir() if p.is_dir()):
-        files = sorted(p for p in smo_dir.iterdir() if is_ready(p, now, settle_seconds))
-        if files:
-            found[smo_dir.name] = files
-    return found
 
 
 def _load_order(profile: Profile, path: Path) -> tuple:
@@ -89,15 +87,164 @@ def _load_order(profile: Profile, path: Path) -> tuple:
 
 
 def _stored_path(path: Path, folder: Path, delivery_id: int) -> Path:
-    """Where a processed file is kept: prefixed with its delivery id, so names never clash."""
-    return folder / f"{delivery_id:06d}__{path.name}"
+    """Where a processed entry is kept: prefixed with its delivery id, so names never clash."""
+    return folder / f"{delivery_id:06d}__{fit_name(escaped_name(path.name))}"
 
 
-def _move(path: Path, folder: Path, delivery_id: int) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = _stored_path(path, folder, delivery_id)
-    shutil.move(path, target)
-    return target
+@dataclass(frozen=True)
+class _Snapshot:
+    """What was hashed: a file whose identity, size or mtime changes was rewritten meanwhile."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+    dev: int
+    ino: int
+
+    @property
+    def received_at(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.mtime_ns / 1e9, dt.UTC).replace(tzinfo=None)
+
+
+def _snapshot(path: Path) -> _Snapshot:
+    fd = open_regular(path)
+    try:
+        st = os.fstat(fd)
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    finally:
+        os.close(fd)
+    return _Snapshot(digest.hexdigest(), st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+
+
+def _check_unchanged(path: Path, snap: _Snapshot) -> None:
+    st = os.lstat(path)
+    same = stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (
+        snap.dev,
+        snap.ino,
+        snap.size,
+        snap.mtime_ns,
+    )
+    if not same:
+        raise RuntimeError(
+            "the file was replaced or rewritten while it was being checked; deliver it again "
+            "once it is complete"
+        )
+
+
+@dataclass
+class _Storage:
+    """Where an entry goes, and (for a feed that strips identifiers) its redacted copy."""
+
+    target: Path
+    temp: Path | None = None  # the redacted copy, beside the target until the entry is done
+    redaction: dict | None = None  # what the report, sidecar and gate row record
+    keep: bool = True  # False: the bytes are not kept (identifiers could not be removed)
+    note: str | None = None
+
+
+def _prepare_storage(
+    path: Path,
+    target: Path,
+    feed_profile: FeedProfile | None,
+    snap: _Snapshot | None,
+    *,
+    found: list[str] | None,
+) -> _Storage:
+    """Decide how the entry is kept. For a feed whose profile strips identifier columns the
+    original is kept only when the gate read the file and none of them was in it (`found` is
+    the gate's `stripped_columns`, None when the gate did not read the header and the file
+    must be probed by the redactor itself); else a redacted copy is written, and when that
+    cannot be done the bytes are not kept at all."""
+    storage = _Storage(target)
+    strip = feed_profile.strip_identifiers if feed_profile is not None else frozenset()
+    if not strip or found == []:
+        return storage
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.redacting")
+    temp.unlink(missing_ok=True)  # left by a crash before the file was done
+    try:
+        removed = redact_delivery(path, temp, feed_profile.file, strip)
+        if found is not None and sorted(removed) != sorted(found):
+            raise RedactionError(f"the copy lacks {removed}, the gate removed {found}")
+    except (RedactionError, OSError) as exc:
+        temp.unlink(missing_ok=True)
+        storage.keep = False
+        storage.note = (
+            "The file is not kept: its profile strips identifier columns "
+            f"({', '.join(sorted(strip))}) and no redacted copy could be written ({exc}). The "
+            "SMO must deliver it again."
+        )
+        return storage
+    if not removed:
+        return storage
+    storage.temp = temp
+    storage.redaction = {
+        "redacted": True,
+        "columns_removed": removed,
+        "original_sha256": snap.sha256 if snap else None,
+        "original_size_bytes": snap.size if snap else None,
+        "stored_sha256": hashlib.sha256(temp.read_bytes()).hexdigest(),
+        "stored_size_bytes": temp.stat().st_size,
+        "format": feed_profile.file.type,
+    }
+    return storage
+
+
+def _unread_storage(target: Path, feed_profile: FeedProfile | None) -> _Storage:
+    """A file the gate could not read: with identifiers to strip, they cannot be ruled out."""
+    if feed_profile is None or not feed_profile.strip_identifiers:
+        return _Storage(target)
+    strip = ", ".join(sorted(feed_profile.strip_identifiers))
+    return _Storage(
+        target,
+        keep=False,
+        note=(
+            f"The file is not kept: its profile strips identifier columns ({strip}) and the file "
+            "could not be read, so they cannot be ruled out. The SMO must deliver it again."
+        ),
+    )
+
+
+def _finish_storage(path: Path, storage: _Storage) -> Path | None:
+    """Put the entry (or its redacted copy) in place and take it out of the inbox."""
+    if storage.temp is not None:
+        os.replace(storage.temp, storage.target)
+        sidecar = storage.target.with_name(storage.target.name + ".redaction.json")
+        sidecar.write_text(json.dumps(storage.redaction, indent=2, ensure_ascii=False) + "\n")
+        os.unlink(path)
+        return storage.target
+    if not storage.keep:
+        os.unlink(path)
+        return None
+    return move_entry(path, storage.target)
+
+
+def _redaction_gate_row(delivery_id: int, result: GateResult, storage: _Storage, run_id) -> list:
+    if storage.redaction is None:
+        return []
+    return [
+        {
+            "run_id": run_id,
+            "gate": "delivery",
+            "target": f"{result.smo_id}/{result.path.name}",
+            "check_name": "identifiers.stripped",
+            "success": True,
+            "observed_value": len(storage.redaction["columns_removed"]),
+            "details": storage.redaction,
+            "delivery_id": delivery_id,
+        }
+    ]
+
+
+class LoadedNotStored(Exception):
+    """The delivery was loaded (committed) but could not be moved out of the inbox."""
+
+    def __init__(self, outcome: Outcome, cause: BaseException):
+        self.outcome, self.cause = outcome, cause
+        super().__init__(str(cause))
 
 
 def process_inbox(
@@ -113,37 +260,178 @@ def process_inbox(
 ) -> BatchSummary:
     warehouse.ensure_schema(con)
     summary = BatchSummary()
-    for smo_id, files in ready_files(inbox, settle_seconds, now).items():
+    scan = scan_inbox(inbox, settle_seconds, now)
+    summary.skipped += scan.skipped
+    for smo_id, entries in scan.entries.items():
         profile_path = profiles_dir / f"{smo_id}.yaml"
         try:
             profile = load_profile(profile_path)
-        except ProfileError as exc:
-            summary.skipped += [(f, str(exc)) for f in files]
+        except (ValueError, OSError) as exc:  # ProfileError, or an unreadable profile file
+            why = str(exc) if isinstance(exc, ProfileError) else f"{profile_path}: {exc}"
+            summary.skipped += [(f"{smo_id}/{e.name}", why) for e in entries]
             continue
         if profile.smo_id != smo_id:
             problem = (
                 f"{profile_path}: smo_id is '{profile.smo_id}' but the inbox folder is '{smo_id}'"
             )
-            summary.skipped += [(f, problem) for f in files]
+            summary.skipped += [(f"{smo_id}/{e.name}", problem) for e in entries]
             continue
+        for entry in (e for e in entries if not e.deliverable):
+            _run_step(summary, entry, quarantine_entry, con, entry, profile, quarantine, run_id)
         roster = warehouse.current_roster(con, smo_id)
         context = plausibility(study_starts=roster_study_starts(con, smo_id))
-        for path in sorted(files, key=lambda p: _load_order(profile, p)):
-            outcome = process_file(
-                con,
-                path,
-                profile,
-                roster,
-                archive=archive,
-                quarantine=quarantine,
-                run_id=run_id,
-                plausibility=context,
-            )
-            summary.outcomes.append(outcome)
-            if outcome.feed == "sites" and outcome.status == "ACCEPTED":
+        files = sorted(
+            (e for e in entries if e.deliverable), key=lambda e: _load_order(profile, e.path)
+        )
+        for entry in files:
+            outcome = _run_step(
+                summary, entry, _process_or_reject, con, entry, profile, roster,
+                archive=archive, quarantine=quarantine, run_id=run_id, plausibility=context,
+            )  # fmt: skip
+            if outcome and outcome.feed == "sites" and outcome.status == "ACCEPTED":
                 roster = warehouse.current_roster(con, smo_id)
                 context = plausibility(study_starts=roster_study_starts(con, smo_id))
     return summary
+
+
+def _run_step(summary: BatchSummary, entry: InboxEntry, step, *args, **kwargs) -> Outcome | None:
+    """Run one entry's step; whatever happens, the batch goes on."""
+    where = f"{entry.smo_id}/{entry.name}"
+    try:
+        outcome = step(*args, **kwargs)
+    except LoadedNotStored as exc:
+        summary.skipped.append(
+            (
+                where,
+                f"loaded as delivery {exc.outcome.delivery_id} but not moved out of the inbox "
+                f"({exc.cause}); the next run records it as a duplicate",
+            )
+        )
+        outcome = exc.outcome
+    except Exception as exc:  # noqa: BLE001 - recording the rejection itself failed
+        summary.skipped.append(
+            (where, f"could not be processed or quarantined: {_error_text(exc)}")
+        )
+        return None
+    summary.outcomes.append(outcome)
+    return outcome
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else "no detail"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _process_or_reject(
+    con, entry: InboxEntry, profile: Profile, roster, *, archive, quarantine, run_id, plausibility
+) -> Outcome:
+    try:
+        return process_file(
+            con, entry.path, profile, roster, archive=archive, quarantine=quarantine,
+            run_id=run_id, plausibility=plausibility,
+        )  # fmt: skip
+    except LoadedNotStored:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unforeseen failure is this file's rejection
+        # Loading is one transaction (rolled back on error): nothing of the file is in tables.
+        return reject_after_error(con, entry.path, profile, exc, quarantine, run_id)
+
+
+def quarantine_entry(
+    con: duckdb.DuckDBPyConnection,
+    entry: InboxEntry,
+    profile: Profile,
+    quarantine: Path,
+    run_id: str | None = None,
+) -> Outcome:
+    """Move an entry that must not be opened (unsafe name, not a regular file) to quarantine,
+    unopened, and record its rejection."""
+    delivery_id = warehouse.next_delivery_id(con)
+    processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    stored = move_entry(
+        entry.path, _stored_path(entry.path, quarantine / profile.smo_id, delivery_id)
+    )
+    sha256 = ""
+    if entry.kind == "file":  # now in quarantine, where no sender can swap it: hash it there
+        sha256 = _snapshot(stored).sha256
+    result = GateResult(
+        path=entry.path.with_name(entry.name),
+        smo_id=profile.smo_id,
+        profile_version=profile.version,
+        sha256=sha256,
+        size_bytes=entry.size,
+    )
+    for problem in entry.problems:
+        result.add(problem)
+    details = {
+        "entry_kind": entry.kind,
+        "name_escaped": entry.name,
+        "name_bytes_hex": entry.raw_name.hex(),
+    }
+    if entry.kind == "symbolic link":
+        details["link_target"] = link_target(stored)
+    _, md_path = write_reports(result, stored, extra={"entry": details})
+    gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id, details=details)
+    warehouse.record(
+        con,
+        delivery_id,
+        result,
+        status="REJECTED",
+        received_at=dt.datetime.fromtimestamp(entry.mtime, dt.UTC).replace(tzinfo=None),
+        processed_at=processed_at,
+        report_path=str(md_path),
+        stored_path=str(stored),
+        gate_rows=gate_rows,
+    )
+    return Outcome(
+        delivery_id, profile.smo_id, None, entry.name, "REJECTED", 0, result.error_count,
+        stored, md_path, result.problems[0].message,
+    )  # fmt: skip
+
+
+def reject_after_error(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    profile: Profile,
+    error: BaseException,
+    quarantine: Path,
+    run_id: str | None = None,
+) -> Outcome:
+    """An unforeseen failure while processing a file: the file is rejected (file.unreadable,
+    quoting the error), quarantined, and nothing of it is loaded."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise error from None  # the file is gone: nothing to quarantine
+    entry = classify(path, profile.smo_id, st)
+    if not entry.deliverable:  # it changed into something that must not be opened
+        return quarantine_entry(con, entry, profile, quarantine, run_id)
+    delivery_id = warehouse.next_delivery_id(con)
+    processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    try:
+        snap = _snapshot(path)
+    except OSError:  # not even readable (permissions): quarantined by rename, unhashed
+        snap = _Snapshot("", st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+    matched = profile.feed_for(path.name)
+    result = GateResult(
+        path=path,
+        smo_id=profile.smo_id,
+        profile_version=profile.version,
+        sha256=snap.sha256,
+        size_bytes=snap.size,
+        feed=matched[0].feed if matched else None,
+    )
+    result.add(
+        Problem(
+            "file.unreadable",
+            f"Processing the file failed unexpectedly ({_error_text(error)}); nothing of it was "
+            "loaded. If the file is right, tell the pipeline's maintainers.",
+        )
+    )
+    return _reject(
+        con, path, result, matched[0] if matched else None, snap, delivery_id,
+        quarantine=quarantine, processed_at=processed_at, run_id=run_id,
+    )  # fmt: skip
 
 
 def process_file(
@@ -157,16 +445,35 @@ def process_file(
     run_id: str | None = None,
     plausibility: Plausibility | None = None,
 ) -> Outcome:
-    received_at = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
+    st = os.lstat(path)
+    entry = classify(path, profile.smo_id, st)
+    if not entry.deliverable:
+        return quarantine_entry(con, entry, profile, quarantine, run_id)
     processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    sha256 = file_sha256(path)
+    try:
+        snap = _snapshot(path)
+    except NotRegularFile:  # swapped for something else since the lstat
+        return quarantine_entry(con, classify(path, profile.smo_id, os.lstat(path)), profile,
+                                quarantine, run_id)  # fmt: skip
+    received_at = snap.received_at
     delivery_id = warehouse.next_delivery_id(con)
-    smo_archive, smo_quarantine = archive / profile.smo_id, quarantine / profile.smo_id
+    smo_archive = archive / profile.smo_id
+    matched = profile.feed_for(path.name)
+    feed_profile = matched[0] if matched else None
 
-    duplicate_of = warehouse.loaded_delivery_for(con, profile.smo_id, path.name, sha256)
+    duplicate_of = warehouse.loaded_delivery_for(con, profile.smo_id, path.name, snap.sha256)
     if duplicate_of is not None:
-        result = _duplicate_result(path, profile, sha256)
-        stored = _move(path, smo_archive, delivery_id)
+        result = _duplicate_result(path, profile, snap)
+        storage = _prepare_storage(
+            path, _stored_path(path, smo_archive, delivery_id), feed_profile, snap, found=None
+        )
+        try:
+            _check_unchanged(path, snap)
+            stored = _finish_storage(path, storage)
+        except BaseException:
+            if storage.temp is not None:
+                storage.temp.unlink(missing_ok=True)
+            raise
         warehouse.record(
             con,
             delivery_id,
@@ -175,8 +482,9 @@ def process_file(
             received_at=received_at,
             processed_at=processed_at,
             report_path=None,
-            stored_path=str(stored),
+            stored_path=None if stored is None else str(stored),
             duplicate_of=duplicate_of,
+            gate_rows=_redaction_gate_row(delivery_id, result, storage, run_id),
         )
         return Outcome(
             delivery_id, profile.smo_id, result.feed, path.name, "DUPLICATE", 0, 0, stored
@@ -187,62 +495,103 @@ def process_file(
         profile,
         received_at=received_at,
         roster=roster,
-        sha256=sha256,
+        sha256=snap.sha256,
         plausibility=plausibility,
     )
-    gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
-    if result.accepted:
-        stored = _stored_path(path, smo_archive, delivery_id)  # named in the ledger before the move
+    if not result.accepted:
+        return _reject(
+            con, path, result, feed_profile, snap, delivery_id,
+            quarantine=quarantine, processed_at=processed_at, run_id=run_id,
+        )  # fmt: skip
+
+    storage = _prepare_storage(
+        path,
+        _stored_path(path, smo_archive, delivery_id),
+        feed_profile,
+        snap,
+        found=result.stripped_columns,
+    )
+    try:
+        if not storage.keep:
+            raise RuntimeError(storage.note)
+        gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
+        gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
+        _check_unchanged(path, snap)
         status = warehouse.load_accepted(
             con,
             delivery_id,
             result,
             received_at=received_at,
             processed_at=processed_at,
-            stored_path=str(stored),
+            stored_path=str(storage.target),  # named in the ledger before the move
             gate_rows=gate_rows,
         )
-        _move(path, smo_archive, delivery_id)
-        return Outcome(
-            delivery_id, profile.smo_id, result.feed, path.name, status, result.row_count, 0, stored
-        )
+    except BaseException:
+        if storage.temp is not None:
+            storage.temp.unlink(missing_ok=True)
+        raise
+    outcome = Outcome(
+        delivery_id, profile.smo_id, result.feed, path.name, status, result.row_count, 0,
+        storage.target,
+    )  # fmt: skip
+    try:
+        _finish_storage(path, storage)
+    except Exception as exc:  # noqa: BLE001 - loaded; only the move failed
+        raise LoadedNotStored(outcome, exc) from exc
+    return outcome
 
-    stem = _stored_path(path, smo_quarantine, delivery_id)
-    _, md_path = write_reports(result, stem)
-    stored = _move(path, smo_quarantine, delivery_id)
+
+def _reject(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    result: GateResult,
+    feed_profile: FeedProfile | None,
+    snap: _Snapshot,
+    delivery_id: int,
+    *,
+    quarantine: Path,
+    processed_at: dt.datetime,
+    run_id: str | None,
+) -> Outcome:
+    target = _stored_path(path, quarantine / result.smo_id, delivery_id)
+    if result.file_columns is None:
+        storage = _unread_storage(target, feed_profile)
+    else:
+        storage = _prepare_storage(path, target, feed_profile, snap, found=result.stripped_columns)
+    extra = {}
+    if storage.redaction:
+        extra["redaction"] = storage.redaction
+    if not storage.keep:
+        extra["not_kept"] = storage.note
+    _, md_path = write_reports(result, storage.target, extra=extra)
+    stored = _finish_storage(path, storage)
+    gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
+    gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
     warehouse.record(
         con,
         delivery_id,
         result,
         status="REJECTED",
-        received_at=received_at,
+        received_at=snap.received_at,
         processed_at=processed_at,
         report_path=str(md_path),
-        stored_path=str(stored),
+        stored_path=None if stored is None else str(stored),
+        gate_rows=gate_rows,
     )
-    record_gate_results(con, gate_rows)
     first = result.problems[0] if result.problems else None
     return Outcome(
-        delivery_id,
-        profile.smo_id,
-        result.feed,
-        path.name,
-        "REJECTED",
-        result.row_count,
-        result.error_count,
-        stored,
-        md_path,
-        first.message if first else None,
-    )
+        delivery_id, result.smo_id, result.feed, path.name, "REJECTED", result.row_count,
+        result.error_count, stored, md_path, first.message if first else None,
+    )  # fmt: skip
 
 
-def _duplicate_result(path: Path, profile: Profile, sha256: str) -> GateResult:
+def _duplicate_result(path: Path, profile: Profile, snap: _Snapshot) -> GateResult:
     result = GateResult(
         path=path,
         smo_id=profile.smo_id,
         profile_version=profile.version,
-        sha256=sha256,
-        size_bytes=path.stat().st_size,
+        sha256=snap.sha256,
+        size_bytes=snap.size,
     )
     matched = profile.feed_for(path.name)
     if matched is not None:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from expectations.feeds import FEEDS
+from expectations.identifiers import direct_identifier_kind
 
 FileType = Literal["csv", "xlsx", "xport"]
 Scope = Literal["study", "all_studies"]
@@ -66,6 +67,8 @@ class FeedProfile:
     codes: dict[str, dict[str, str]]
     constants: dict[str, str]
     drop: frozenset[str]
+    #: Identifier columns removed as soon as the file is read; the stored copy is redacted.
+    strip_identifiers: frozenset[str] = frozenset()
     _regex: re.Pattern[str] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def match(self, file_name: str) -> dict[str, str] | None:
@@ -192,6 +195,7 @@ FEED_KEYS = {
     "codes",
     "constants",
     "drop",
+    "strip_identifiers",
 }
 TOP_KEYS = {"smo_id", "profile_version", "description", "file", "date_format", "feeds"}
 
@@ -279,6 +283,18 @@ def _feed_profile(
     drop = raw.get("drop") or []
     if not isinstance(drop, list):
         raise ProfileError(path, f"{where}.drop", "expected a list of column names")
+    for source in [*columns, *drop]:
+        kind = direct_identifier_kind(str(source))
+        if kind is not None:
+            key = "columns" if source in columns else "drop"
+            raise ProfileError(
+                path,
+                f"{where}.{key}.{source}",
+                f"'{source}' is a direct identifier header ({kind}); it cannot be mapped or "
+                "dropped: the SMO must remove it, or the profile lists it under "
+                "strip_identifiers",
+            )
+    strip = _strip_identifiers(raw.get("strip_identifiers"), path, where)
     return FeedProfile(
         feed=name,
         file_pattern=pattern,
@@ -289,8 +305,27 @@ def _feed_profile(
         codes=codes,
         constants=constants,
         drop=frozenset(str(d) for d in drop),
+        strip_identifiers=strip,
         _regex=regex,
     )
+
+
+def _strip_identifiers(value: Any, path: Path, where: str) -> frozenset[str]:
+    """File columns to remove on read: only headers the identifier matcher recognises."""
+    where = f"{where}.strip_identifiers"
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ProfileError(path, where, "expected a list of file column names")
+    for column in value:
+        if direct_identifier_kind(column) is None:
+            raise ProfileError(
+                path,
+                f"{where}.{column}",
+                f"'{column}' is not recognised as a direct-identifier header; only identifier "
+                "columns can be stripped (list other columns under drop)",
+            )
+    return frozenset(value)
 
 
 def load_profile(path: Path | str) -> Profile:

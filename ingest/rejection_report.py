@@ -1,4 +1,9 @@
-"""Rejection reports: the same content as JSON (for tools) and Markdown (for people)."""
+"""Rejection reports: the same content as JSON (for tools) and Markdown (for people).
+
+`extra` sections a report may carry: `entry` (an inbox entry quarantined unopened: its kind,
+escaped name and the name's bytes in hex), `redaction` (identifier columns removed from the
+stored copy, with the original's SHA-256) and `not_kept` (why the file's bytes were not kept).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from expectations.contracts import RULES
 from ingest.gate import EXAMPLES_PER_RULE, GateResult
 
 
-def report_dict(result: GateResult) -> dict:
+def report_dict(result: GateResult, extra: dict | None = None) -> dict:
     return {
         "file": result.path.name,
         "smo_id": result.smo_id,
@@ -43,11 +48,12 @@ def report_dict(result: GateResult) -> dict:
             }
             for p in result.problems
         ],
+        **(extra or {}),
     }
 
 
-def report_markdown(result: GateResult) -> str:
-    data = report_dict(result)
+def report_markdown(result: GateResult, extra: dict | None = None) -> str:
+    data = report_dict(result, extra)
     lines = [
         f"# Delivery {data['status'].lower()}: `{data['file']}`",
         "",
@@ -57,6 +63,22 @@ def report_markdown(result: GateResult) -> str:
         f"- profile version: {data['profile_version']}; sha256: `{data['sha256']}`",
         f"- problems: **{data['error_count']:,}**",
     ]
+    entry = data.get("entry")
+    if entry:
+        lines.append(
+            f"- entry: {entry['entry_kind']}; name as delivered (bytes, hex): "
+            f"`{entry['name_bytes_hex']}`"
+            + (f"; link to `{entry['link_target']}`" if entry.get("link_target") else "")
+        )
+    redaction = data.get("redaction")
+    if redaction:
+        lines.append(
+            f"- stored as a redacted copy without {', '.join(redaction['columns_removed'])} "
+            f"(strip_identifiers); the original's sha256 is `{redaction['original_sha256']}`, "
+            "its bytes are not kept"
+        )
+    if data.get("not_kept"):
+        lines.append(f"- {data['not_kept']}")
     if data["status"] == "REJECTED" and any(
         t["rule"].startswith("warehouse.") for t in data["totals"]
     ):
@@ -104,11 +126,14 @@ def report_markdown(result: GateResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(result: GateResult, stem: Path) -> tuple[Path, Path]:
+def write_reports(result: GateResult, stem: Path, extra: dict | None = None) -> tuple[Path, Path]:
     """Write `<stem>.report.json` and `<stem>.report.md`; return both paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path = stem.with_name(stem.name + ".report.json")
     md_path = stem.with_name(stem.name + ".report.md")
-    json_path.write_text(json.dumps(report_dict(result), indent=2, ensure_ascii=False) + "\n")
-    md_path.write_text(report_markdown(result), encoding="utf-8")
+    json_path.write_text(
+        json.dumps(report_dict(result, extra), indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    md_path.write_text(report_markdown(result, extra), encoding="utf-8")
     return json_path, md_path

@@ -78,8 +78,13 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(raw_table_ddl(feed))
 
 
-def delivery_gate_rows(delivery_id: int, result: GateResult, run_id: str | None) -> list[dict]:
-    """The delivery gate's verdict on one file: one row for the contract, one per failed rule."""
+def delivery_gate_rows(
+    delivery_id: int, result: GateResult, run_id: str | None, details: dict | None = None
+) -> list[dict]:
+    """The delivery gate's verdict on one file: one row for the contract, one per failed rule.
+
+    `details` adds to the contract row's details (e.g. an unsafe name's bytes in hex).
+    """
     target = f"{result.smo_id}/{result.path.name}"
     rows = [
         {
@@ -89,7 +94,12 @@ def delivery_gate_rows(delivery_id: int, result: GateResult, run_id: str | None)
             "check_name": "contract",
             "success": result.accepted,
             "observed_value": result.error_count,
-            "details": {"feed": result.feed, "rows": result.row_count, "sha256": result.sha256},
+            "details": {
+                "feed": result.feed,
+                "rows": result.row_count,
+                "sha256": result.sha256,
+                **(details or {}),
+            },
             "delivery_id": delivery_id,
         }
     ]
@@ -192,10 +202,24 @@ def _ledger_row(
     ]
 
 
-def record(con: duckdb.DuckDBPyConnection, delivery_id: int, result: GateResult, **kwargs) -> None:
-    """Ledger row for a delivery that loads no data (REJECTED or DUPLICATE)."""
+def record(
+    con: duckdb.DuckDBPyConnection,
+    delivery_id: int,
+    result: GateResult,
+    gate_rows: list[dict] | None = None,
+    **kwargs,
+) -> None:
+    """Ledger row (and gate rows) for a delivery that loads no data (REJECTED or DUPLICATE), in
+    one transaction."""
     row = _ledger_row(delivery_id, result, **kwargs)
-    con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
+    con.execute("begin transaction")
+    try:
+        con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
+        record_gate_results(con, gate_rows or [])
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
 
 
 def load_accepted(

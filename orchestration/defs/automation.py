@@ -12,7 +12,7 @@ import urllib.request
 import dagster as dg
 
 from core.settings import load_settings
-from ingest.inbox import ready_files
+from ingest.inbox_entries import scan_inbox
 from orchestration.defs.smo_deliveries import smo_deliveries
 
 oversight_refresh = dg.define_asset_job(
@@ -32,16 +32,14 @@ delivery_refresh = dg.define_asset_job(
     job=delivery_refresh,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts delivery_refresh when ready files (settled, not .part/.tmp) are in the inbox.",
+    description="Starts delivery_refresh when ready entries (settled, not .part/.tmp) are in "
+    "an SMO's inbox folder: deliveries, and entries the run must quarantine.",
 )
 def inbox_sensor(context: dg.SensorEvaluationContext):
     settings = load_settings()
-    ready = ready_files(settings.inbox_dir, settings.inbox_settle_seconds)
-    files = sorted(
-        f"{path.relative_to(settings.inbox_dir)}:{path.stat().st_size}:{int(path.stat().st_mtime)}"
-        for paths in ready.values()
-        for path in paths
-    )
+    # lstat only: never follows a link, never opens an entry; names are escaped (not UTF-8 safe).
+    scan = scan_inbox(settings.inbox_dir, settings.inbox_settle_seconds)
+    files = sorted(entry.fingerprint for entries in scan.entries.values() for entry in entries)
     if not files:
         return dg.SkipReason(f"no ready files in {settings.inbox_dir}")
     # The run key is the set of files: the same waiting files never start a second run.
