@@ -10,6 +10,7 @@ the `oversight_refresh` job through `execute_job` against the persistent instanc
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 
 import dagster as dg
@@ -89,6 +90,30 @@ def _oversight_summary(warehouse_path) -> list[str]:
     return lines
 
 
+def _this_runs_rejections(warehouse_path, run_id: str) -> list[str]:
+    """Deliveries rejected by this run (at the gate, or pulled after loading), one line each."""
+    try:
+        with duckdb.connect(str(warehouse_path), read_only=True) as con:
+            rows = con.execute(
+                """
+                select d.smo_id, d.file_name, string_agg(distinct g.check_name, ', '),
+                       bool_or(g.gate = 'warehouse'), any_value(d.report_path)
+                from ops.gate_results g join ops.deliveries d using (delivery_id)
+                where g.run_id = ? and not g.success and d.status = 'REJECTED'
+                  and g.check_name <> 'contract'
+                group by all order by all
+                """,
+                [run_id],
+            ).fetchall()
+    except duckdb.Error:
+        return []
+    return [
+        f"  {'PULLED after loading' if pulled else 'REJECTED'}: {smo}/{name} ({rules}); "
+        f"report: {report}"
+        for smo, name, rules, pulled, report in rows
+    ]
+
+
 def _first_line(text: str | None, limit: int = 300) -> str:
     return next((line for line in (text or "").splitlines() if line.strip()), "")[:limit]
 
@@ -128,13 +153,24 @@ def _run() -> int:
     home = ensure_dagster_home()
     settings = load_settings()
     _seed_demo_data(settings)
+    # Dagster's console log (every event, stack traces of failed steps) stays in the run's log
+    # in the UI; the demo prints its own summary. SMO_DEMO_LOG_LEVEL=INFO shows it here too.
+    level = (os.environ.get("SMO_DEMO_LOG_LEVEL") or "CRITICAL").upper()
+    print(f"Running {JOB_NAME} (step logs: `make dev`, or SMO_DEMO_LOG_LEVEL=INFO) ...", flush=True)
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
+        result = dg.execute_job(
+            dg.reconstructable(refresh_job),
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+        )
         run_id = result.run_id
+        pulled = _this_runs_rejections(settings.warehouse_path, run_id)
         if not result.success:
-            print("\n".join(_failure_lines(result)))
+            print("\n".join(_failure_lines(result) + pulled))
             return 1
     print(f"Refresh run {run_id} succeeded.")
+    if pulled:
+        print("\n".join(pulled))
     print(f"  warehouse     : {settings.warehouse_path}")
     for name, rows in _table_counts(settings.warehouse_path):
         print(f"    {name:<40} {rows:>10,} rows")
