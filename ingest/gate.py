@@ -304,12 +304,13 @@ def number_regex(opts: FileOptions, dtype: str) -> str:
 
     CSV numbers use the declared decimal separator and, if declared, thousands groups of
     exactly three digits; no exponent, no `inf`/`nan`. XLSX and XPORT numbers come from numeric
-    cells, rendered by the reader with a '.' (a whole number may read as `12.0`).
+    cells, rendered by the reader in full digits with a '.' (a whole number may read as `12.0`);
+    text in the form of another number (`1e3`, `3,50`) is refused there too.
     """
     if opts.type != "csv":
         if dtype == "int":
             return r"^[+-]?[0-9]+(?:\.0+)?$"
-        return r"^[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
+        return r"^[+-]?[0-9]+(?:\.[0-9]+)?$"
     digits = "[0-9]+"
     if opts.thousands:
         digits = f"(?:[0-9]{{1,3}}(?:{regex_literal(opts.thousands)}[0-9]{{3}})+|[0-9]+)"

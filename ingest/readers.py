@@ -527,6 +527,36 @@ def _control_cells(
     return pl.DataFrame(found, schema=CELL_SCHEMA) if found else None
 
 
+#: A date cell before 1900-03-01 as calamine renders it: Excel's 1900 calendar counts a
+#: 29 February 1900 that never was, so such a cell does not read as Excel shows it.
+_EARLY_DATE_CELL = r"^(?:1899-|1900-0[12]-)[0-9-]* [0-9:]+$"
+
+
+def _early_date_cells(frame: pl.DataFrame, rows: pl.Series) -> pl.DataFrame | None:
+    flagged = frame.select(pl.col(c).str.contains(_EARLY_DATE_CELL).any() for c in frame.columns)
+    hit = [c for c in frame.columns if flagged[0, c]]
+    if not hit:
+        return None
+    cells = (
+        frame.select(hit)
+        .with_columns(rows.alias("__row"))
+        .with_row_index("row_index")
+        .unpivot(index=["row_index", "__row"], variable_name="column", value_name="value")
+        .filter(pl.col("value").str.contains(_EARLY_DATE_CELL))
+    )
+    return pl.DataFrame(
+        [
+            {"rule": "value.type", "column": column, "row_index": row_index, "row": row,
+             "value": value,
+             "message": f"'{column}' holds a date cell before 1900-03-01 ({value}): Excel's "
+                        "calendar is not the real one there (it counts a 29 February 1900), so "
+                        "the day cannot be read as Excel shows it."}
+            for row_index, row, column, value in cells.iter_rows()
+        ],
+        schema=CELL_SCHEMA,
+    )  # fmt: skip
+
+
 def _check_text_head(head: bytes, encoding: str) -> None:
     first_line = head.split(b"\n", 1)[0]
     try:
@@ -538,7 +568,9 @@ def _check_text_head(head: bytes, encoding: str) -> None:
                 f"The header is not valid UTF-8 as the profile declares ({encoding}) at byte "
                 f"{exc.start}; the file is in another encoding or is not a text file.",
             ) from None
-    if b"\x00" in head:
+    # Many NUL bytes: UTF-16 or binary, not text in this encoding. A few are control
+    # characters in values (value.control_character, with the rows).
+    if head.count(b"\x00") * 100 >= len(head):
         raise DeliveryFileError(
             "file.encoding",
             f"The file contains NUL bytes: not {encoding} text (binary or UTF-16?).",
@@ -598,21 +630,14 @@ def _read_xlsx(path: Path, opts: FileOptions) -> RawFrame:
     frame = frame.with_row_index("__row", offset=first_data_row)
     frame = frame.filter(~pl.all_horizontal(pl.exclude("__row").is_null()))  # blank rows
     rows = frame.get_column("__row").cast(pl.Int64)
-    frame = frame.drop("__row")
+    frame = _strip(frame.drop("__row").with_columns(pl.all().cast(pl.Utf8)))
+    cells = [xml.unread_cells(header_row, rows, frame), _early_date_cells(frame, rows)]
     # A date cell reads as "2024-03-05 00:00:00"; at midnight it is a date.
-    frame = _strip(
-        frame.with_columns(
-            pl.all().cast(pl.Utf8).str.replace(r"^(\d{4}-\d\d-\d\d) 00:00:00$", "$1")
-        )
+    frame = frame.with_columns(pl.all().str.replace(r"^(\d{4}-\d\d-\d\d) 00:00:00$", "$1"))
+    cells.append(
+        _control_cells(frame, header_row=header_row, first_data_row=first_data_row, rows=rows)
     )
-    cells = [
-        c
-        for c in (
-            xml.unread_cells(header_row, rows),
-            _control_cells(frame, header_row=header_row, first_data_row=first_data_row, rows=rows),
-        )
-        if c is not None and c.height
-    ]
+    cells = [c for c in cells if c is not None and c.height]
     return RawFrame(
         frame,
         first_data_row=first_data_row,
@@ -629,6 +654,7 @@ _VALUE_RE = re.compile(rb"<(?:\w+:)?v>(.*?)</(?:\w+:)?v>", re.DOTALL)
 _TEXT_RE = re.compile(rb"<(?:\w+:)?t\b[^>]*>(.*?)</(?:\w+:)?t>", re.DOTALL)
 _ERROR_MARK_RE = re.compile(rb"""\bt\s*=\s*["']e["']""")
 _FORMULA_MARK_RE = re.compile(rb"<(?:\w+:)?f[\s>/]")
+_ROW_RE = re.compile(rb"""<(?:\w+:)?row\b[^>]*?\br\s*=\s*["'](\d+)["']""")
 _CONTENT_CELL_RE = re.compile(
     rb"""<(?:\w+:)?c\b[^>]*?\br\s*=\s*["'][A-Z]+(\d+)["'][^>]*?>\s*<(?!/)"""
 )
@@ -656,19 +682,49 @@ class _SheetXml:
         m = _CONTENT_CELL_RE.search(self.xml)
         return int(m.group(1)) if m else None
 
-    def unread_cells(self, header_row: int, rows: pl.Series) -> pl.DataFrame | None:
-        """Error cells and formulas without a computed value, at or below the header."""
+    def unread_cells(
+        self, header_row: int, rows: pl.Series, frame: pl.DataFrame
+    ) -> pl.DataFrame | None:
+        """Cells at or below the header that calamine shows as something else or as empty:
+        error cells, formulas without a computed value, and values it cannot represent (a date
+        cell beyond Excel's calendar reads as empty). The last are found by counting: the
+        values in the XML below the header must be the non-empty cells of the frame."""
+        found: dict[str, tuple[str, str, int, str, str]] = {}
+        for entry in self._errors_and_formulas(header_row):
+            found.setdefault(entry[3], entry)
+        start = self._data_offset(header_row)
+        present = sum(frame.height - frame[c].null_count() for c in frame.columns)
+        if start is not None and self._value_count(start) != present:
+            for entry in self._hidden_values(start, rows, frame, header_row):
+                found.setdefault(entry[3], entry)
+        if not found:
+            return None
+        headers = self._header_names(header_row)
+        index_of = {int(r): i for i, r in enumerate(rows.to_list())}
+        records = []
+        for rule, letters, row, ref, shown, what in found.values():
+            header = headers.get(letters)
+            label = f"column '{header}'" if header else f"column {letters}"
+            records.append(
+                {"rule": rule, "column": header or letters, "row": row,
+                 "row_index": index_of.get(row), "value": shown,
+                 "message": f"Sheet '{self.sheet}', cell {ref} ({label}) {what}; the file must "
+                            "carry the values themselves (paste as values, or recalculate and "
+                            "save in Excel)."}
+            )  # fmt: skip
+        return pl.DataFrame(records, schema=CELL_SCHEMA)
+
+    def _errors_and_formulas(self, header_row: int):
         xml = self.xml
         has_errors = b't="e"' in xml or b"t='e'" in xml
         has_formulas = b"<f" in xml or b":f>" in xml or b":f " in xml
         if not has_errors and not has_formulas:
-            return None  # the common case costs two substring searches
+            return  # the common case costs two substring searches
         starts: set[int] = set()
         if has_errors:
             starts.update(_cell_start(xml, m.start()) for m in _ERROR_MARK_RE.finditer(xml))
         if has_formulas:
             starts.update(_cell_start(xml, m.start()) for m in _FORMULA_MARK_RE.finditer(xml))
-        found = []
         for start in sorted(s for s in starts if s >= 0):
             cell = _CELL_RE.match(xml, start)
             if cell is None:
@@ -682,8 +738,15 @@ class _SheetXml:
             value_text = html.unescape(value.group(1).decode("utf-8")) if value else ""
             formula = _FORMULA_RE.search(body)
             if attrs.get("t") == "e":
-                rule, what = "value.error_cell", f"holds the error value {value_text or '#?'}"
                 shown = value_text or "#?"
+                yield (
+                    "value.error_cell",
+                    m.group(1),
+                    int(m.group(2)),
+                    ref,
+                    shown,
+                    (f"holds the error value {shown}"),
+                )
             elif formula is not None and (not value_text or self.recalculate):
                 text = html.unescape((formula.group(2) or b"").decode("utf-8"))
                 shown = f"={text}" if text else "(shared formula)"
@@ -693,26 +756,61 @@ class _SheetXml:
                     else f"holds the formula {shown}, whose saved value {value_text!r} was never "
                     "computed (the workbook asks to be recalculated when opened)"
                 )
-                rule = "value.formula_without_value"
-            else:
-                continue
-            found.append((rule, m.group(1), int(m.group(2)), ref, shown, what))
-        if not found:
-            return None
+                yield "value.formula_without_value", m.group(1), int(m.group(2)), ref, shown, what
+
+    def _data_offset(self, header_row: int) -> int | None:
+        """Offset of the first row element below the header row (None: no data rows)."""
+        for m in _ROW_RE.finditer(self.xml):
+            if int(m.group(1)) > header_row:
+                return m.start()
+        return None
+
+    def _value_count(self, start: int) -> int:
+        """Cells with a value from `start` on: `<v>` elements that are not empty, and inline
+        strings (with or without a namespace prefix)."""
+        xml = self.xml
+        if b"<v>" in xml or b"<is>" in xml or not re.search(rb"<\w+:c\b", xml):
+            return (
+                xml.count(b"<v>", start) - xml.count(b"<v></v>", start) + xml.count(b"<is>", start)
+            )
+        return len(re.findall(rb"<(?:\w+:)?(?:v>(?!</)|is>)", xml[start:]))
+
+    def _hidden_values(self, start: int, rows: pl.Series, frame: pl.DataFrame, header_row: int):
+        """Cells with a value in the XML that the frame holds as empty."""
         headers = self._header_names(header_row)
         index_of = {int(r): i for i, r in enumerate(rows.to_list())}
-        records = []
-        for rule, letters, row, ref, shown, what in found:
-            header = headers.get(letters)
-            label = f"column '{header}'" if header else f"column {letters}"
-            records.append(
-                {"rule": rule, "column": header or letters, "row": row,
-                 "row_index": index_of.get(row), "value": shown,
-                 "message": f"Sheet '{self.sheet}', cell {ref} ({label}) {what}; the file must "
-                            "carry the values themselves (paste as values, or recalculate and "
-                            "save in Excel)."}
-            )  # fmt: skip
-        return pl.DataFrame(records, schema=CELL_SCHEMA)
+        shared: list[str] | None = None
+        for cell in _CELL_RE.finditer(self.xml, start):
+            attrs = _attributes(cell.group(1))
+            m = re.fullmatch(r"([A-Z]+)(\d+)", attrs.get("r", ""))
+            header = headers.get(m.group(1)) if m else None
+            if header is None or header not in frame.columns:
+                continue
+            body, kind = cell.group(2) or b"", attrs.get("t")
+            if kind == "inlineStr":
+                text = "".join(html.unescape(t.decode("utf-8")) for t in _TEXT_RE.findall(body))
+            else:
+                value = _VALUE_RE.search(body)
+                text = html.unescape(value.group(1).decode("utf-8")) if value else ""
+                if kind == "s" and text.strip().isdigit():
+                    if shared is None:
+                        shared = _shared_strings(self._book_path)
+                    index = int(text)
+                    text = shared[index] if index < len(shared) else ""
+            index = index_of.get(int(m.group(2)))
+            if not text or (index is not None and frame[index, header] is not None):
+                continue
+            yield (
+                "value.type",
+                m.group(1),
+                int(m.group(2)),
+                m.group(0),
+                text,
+                (
+                    f"holds {text!r}, which reads as empty: not a value the workbook can show "
+                    "(a date cell must hold a day of Excel's calendar, serial 1 to 2958465)"
+                ),
+            )
 
     def _header_names(self, header_row: int) -> dict[str, str]:
         """Column letter -> header text of the header row (only read when reporting)."""
