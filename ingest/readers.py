@@ -230,7 +230,7 @@ class _CsvLayout:
         self.header = data[start:end].decode("utf-8").removesuffix("\r")
         self.records = self.lines - 1
         self.width = _field_count(self.header, self.delimiter, self.quote)
-        self._text: str | None = None
+        self._located = False
         self._check_delimiter()
         if self.has_quote or self.delimiters != (self.width - 1) * self.lines:
             self.locate_problems()
@@ -238,10 +238,10 @@ class _CsvLayout:
     def locate_problems(self, reread: Path | None = None) -> None:
         """Check every line; raise naming the rows of any structural problem. `reread`: the
         file, when the mapped bytes the layout was made from are closed."""
-        if self._text is None:
+        if not self._located:
+            self._located = True
             data = reread.read_bytes() if reread is not None else self.data
-            self._text = data[self.start :].decode("utf-8")
-            self._check_lines()
+            self._check_lines(data[self.start :].decode("utf-8"))
 
     def _check_delimiter(self) -> None:
         if self.width != 1:
@@ -255,16 +255,22 @@ class _CsvLayout:
                 row=1,
             )
 
-    def _check_lines(self) -> None:
+    def _check_lines(self, text: str) -> None:
         d, q = self.delimiter, self.quote
         multiline = self.opts.multiline_values
-        lines = pl.Series("line", [self._text]).str.split("\n").explode()
-        lines = lines.head(lines.len() - 1)  # the text ends with a line break
+        lines = pl.Series("line", [text]).str.split("\n").explode()
+        del text
+        lines = lines.head(lines.len() - 1).str.strip_suffix("\r")  # the text ends with "\n"
         line = pl.col("line")
+        Q, D = regex_literal(q), regex_literal(d)
+        quoted_field = f"{Q}(?:[^{Q}]|{Q}{Q})*{Q}"
+        field = f"(?:{quoted_field}|[^{Q}{D}]*)" if q else f"[^{D}]*"
+        # The common case in one regex pass: every line a well-formed record of `width` fields
+        # (so no quote is left open either). Only otherwise is each line taken apart.
+        exact = f"^{field}(?:{D}{field}){{{self.width - 1}}}$"
+        if not self.controls and lines.str.contains(exact).all():
+            return
         if q:
-            Q, D = regex_literal(q), regex_literal(d)
-            quoted_field = f"{Q}(?:[^{Q}]|{Q}{Q})*{Q}"
-            field = f"(?:{quoted_field}|[^{Q}{D}]*)"
             has_quote = line.str.contains(q, literal=True)
             well_formed = (
                 pl.when(has_quote).then(line.str.contains(f"^{field}(?:{D}{field})*$"))
@@ -278,7 +284,6 @@ class _CsvLayout:
         frame = (
             pl.DataFrame({"line": lines})
             .lazy()
-            .with_columns(line.str.strip_suffix("\r"))
             .with_row_index("line_no")
             .with_columns(
                 odd.alias("odd"),
