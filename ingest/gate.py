@@ -310,6 +310,8 @@ def number_regex(opts: FileOptions, dtype: str) -> str:
     if opts.type != "csv":
         if dtype == "int":
             return r"^[+-]?[0-9]+(?:\.0+)?$"
+        if opts.type == "xport":  # SAS floats, written by polars (1e-7 keeps its exponent)
+            return r"^[+-]?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?$"
         return r"^[+-]?[0-9]+(?:\.[0-9]+)?$"
     digits = "[0-9]+"
     if opts.thousands:

@@ -557,3 +557,24 @@ def test_docs_list_every_rule_id():
         if f"`{rule}`" not in section and f"`{rule.split('.')[0]}.*`" not in section
     ]
     assert not missing
+
+
+@pytest.mark.parametrize(
+    ("options", "dtype", "good", "bad"),
+    [
+        ({}, "float", ["3440.03", "-1", "+0.5", "12"], ["3440,03", "1e3", "inf", ".5", "5.", "1 000"]),
+        ({"decimal": ","}, "float", ["3440,03", "12"], ["3440.03", "1.234,5", "nan"]),
+        ({"decimal": ",", "thousands": "."}, "float", ["1.234,5", "1234,5", "1.234.567"], ["1.23,5", "12.34", "1,234.5"]),
+        ({}, "int", ["12", "-3"], ["12.0", "1e2", "1,200"]),
+        ({"type": "xlsx"}, "int", ["12", "12.0"], ["12.5", "1e2"]),
+        ({"type": "xlsx"}, "float", ["0.0000001", "100000000000000000000"], ["1e3", "3,50", "NaN"]),
+        ({"type": "xport"}, "float", ["1e-7", "1e+20", "3.1"], ["nan", "inf", "3,1"]),
+    ],
+)  # fmt: skip
+def test_number_formats_are_exact(options, dtype, good, bad):
+    from ingest.gate import number_regex
+    from ingest.profiles import FileOptions
+
+    regex = number_regex(FileOptions(**options), dtype)
+    matched = pl.Series(good + bad).str.contains(regex).to_list()
+    assert matched == [True] * len(good) + [False] * len(bad)
