@@ -265,7 +265,7 @@ def load_floor(source: Path, files: list[Path], work: Path) -> float:
                 "encoding": _ENCODINGS.get(options.get("encoding", "utf-8"), "utf-8"),
                 "dateformat": profile.get("date_format", "%Y-%m-%d"),
             }
-            if options.get("decimal_comma"):
+            if options.get("decimal_comma") or options.get("decimal") == ",":
                 args["decimal_separator"] = ","
             rendered = ", ".join(f"{k} = {v!r}" for k, v in args.items()).replace("True", "true")
             con.execute(f"create table t{i} as from read_csv('{path}', {rendered})")

@@ -48,7 +48,15 @@ RULES: dict[str, Rule] = {
             "unexpectedly (the report quotes the error).",
         ),
         Rule("file.truncated", "The file does not end with a line break: it may be cut off."),
-        Rule("file.ragged_row", "A row has more fields than the header."),
+        Rule("file.ragged_row", "A row has more or fewer fields than the header."),
+        Rule(
+            "file.quoting",
+            "Malformed CSV quoting: a stray or unclosed quote that would merge or split rows.",
+        ),
+        Rule(
+            "file.record_count",
+            "The CSV parser and the file's lines disagree on the records: not read as written.",
+        ),
         Rule("file.delimiter", "The header does not split on the declared delimiter."),
         Rule("file.sheet_missing", "The workbook has no sheet with the declared name."),
         Rule("file.name_unrecognized", "No feed pattern in the SMO's profile matches the name."),
@@ -68,6 +76,15 @@ RULES: dict[str, Rule] = {
         Rule("column.duplicate", "Two file columns map onto the same canonical column."),
         Rule("column.direct_identifier", "A column name suggests a direct patient identifier."),
         # Values.
+        Rule(
+            "value.control_character",
+            "A control character (NUL, other C0 or C1 controls, DEL) in a value or header.",
+        ),
+        Rule("value.error_cell", "A workbook cell holds an error value (#N/A, #REF!, ...)."),
+        Rule(
+            "value.formula_without_value",
+            "A workbook cell holds a formula whose value was never computed and saved.",
+        ),
         Rule("value.required", "A required value is empty."),
         Rule("value.type", "The value does not parse as the declared type or date format."),
         Rule("value.enum", "The value is not in the column's code list (after code mapping)."),

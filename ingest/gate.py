@@ -8,8 +8,11 @@ The same function serves the pipeline and `smo-oversight check-delivery`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +22,23 @@ from expectations.contracts import FAILURE_SCHEMA, RULES, Plausibility, feed_sch
 from expectations.feeds import FEEDS, Feed
 from expectations.identifiers import direct_identifier_kind
 from ingest.plausibility import plausibility as default_plausibility
-from ingest.profiles import EXCEL_SERIAL, FeedProfile, Profile
+from ingest.profiles import (
+    EXCEL_SERIAL,
+    EXCEL_SERIAL_MAX,
+    FeedProfile,
+    FileOptions,
+    Profile,
+    date_format_regex,
+    regex_literal,
+)
 from ingest.readers import DeliveryFileError, RawFrame, read_delivery
+
+log = logging.getLogger(__name__)
 
 #: Examples kept per (rule, column) in a report; totals are always complete.
 EXAMPLES_PER_RULE = 20
-EXCEL_EPOCH = dt.date(1899, 12, 30)
+EXCEL_EPOCH = dt.date(1899, 12, 30)  # serial 61 is 1900-03-01 (Excel counts a 1900-02-29)
+EXCEL_EPOCH_1904 = dt.date(1904, 1, 1)
 #: A file may be named with tomorrow's date (time zones); anything later is a wrong name.
 DELIVERY_DATE_GRACE = dt.timedelta(days=1)
 TRUE_WORDS = ("true", "yes", "y", "1", "si", "sí", "oui", "ja", "是", "はい")
@@ -95,6 +109,50 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _never_raises(check):
+    """An exception nobody foresaw inside the gate rejects the file (`file.unreadable`, with the
+    exception's type and text) instead of stopping the run; the traceback goes to the log."""
+
+    @functools.wraps(check)
+    def guarded(path, profile, *args, **kwargs):
+        try:
+            return check(path, profile, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the point: no file may stop the run
+            log.exception("delivery gate failed on %s", path)
+            return _unforeseen(Path(path), profile, kwargs.get("sha256"), exc)
+
+    return guarded
+
+
+def _unforeseen(path: Path, profile: Profile, sha256: str | None, exc: Exception) -> GateResult:
+    def attempt(get, default):
+        try:
+            return get()
+        except Exception:  # noqa: BLE001
+            return default
+
+    result = GateResult(
+        path=path,
+        smo_id=profile.smo_id,
+        profile_version=profile.version,
+        sha256=sha256 or attempt(lambda: file_sha256(path), ""),
+        size_bytes=attempt(lambda: path.stat().st_size, 0),
+    )
+    matched = attempt(lambda: profile.feed_for(path.name), None)
+    if matched is not None:
+        result.feed, result.study_id = matched[0].feed, matched[1].get("study_id")
+    detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+    result.add(
+        Problem(
+            "file.unreadable",
+            f"The gate could not check this file ({type(exc).__name__}: {detail}); it is "
+            "rejected rather than loaded unchecked. Report this to the pipeline's engineers.",
+        )
+    )
+    return result
+
+
+@_never_raises
 def check_delivery(
     path: Path,
     profile: Profile,
@@ -160,7 +218,11 @@ def check_delivery(
     try:
         raw = read_delivery(path, feed_profile.file)
     except DeliveryFileError as exc:
-        result.add(Problem(exc.rule, exc.message, row=exc.row))
+        for finding in exc.findings:
+            result.problems.append(
+                Problem(finding.rule, finding.message, finding.column, finding.row, finding.value)
+            )
+        result.totals.extend(RuleTotal(rule, None, count) for rule, count in exc.totals.items())
         return result
     except Exception as exc:  # noqa: BLE001 - a reader library failing on a file we did not foresee
         result.add(
@@ -173,11 +235,14 @@ def check_delivery(
         return result
     result.row_count = raw.frame.height
     raw = _strip_identifiers(raw, feed_profile, result)
+    unread = _record_unread_cells(raw, feed_profile, feed, result)
 
     renames = _check_header(raw, feed_profile, feed, result)
     if renames is None:
         return result
     typed, parse_failures = _to_canonical(raw, renames, feed_profile, feed, result.study_id)
+    # A cell the reader could not read as written is reported once, as what it is.
+    parse_failures = parse_failures.join(unread, on=["column", "row_index"], how="anti")
     failures = [parse_failures]
     if result.study_id is not None and "study_id" in renames.values():
         failures.append(_study_mismatch(typed, result.study_id))
@@ -190,14 +255,14 @@ def check_delivery(
     contract_failures = validate(typed, schema)
     # A value that did not parse is reported once (as value.type), not again as missing.
     contract_failures = contract_failures.join(
-        parse_failures.select("column", "row_index"), on=["column", "row_index"], how="anti"
+        pl.concat([parse_failures.select("column", "row_index"), unread]),
+        on=["column", "row_index"],
+        how="anti",
     )
     failures.append(contract_failures)
     _record_failures(pl.concat(failures), raw, renames, typed, feed_profile, result)
     if result.accepted:
-        result.frame = typed.with_columns(
-            (pl.int_range(pl.len(), dtype=pl.Int32) + raw.first_data_row).alias("_source_row")
-        )
+        result.frame = typed.with_columns(raw.row_numbers().alias("_source_row"))
         if feed.per_study:
             result.studies = sorted(typed.get_column("study_id").unique().to_list())
     return result
@@ -210,7 +275,10 @@ def _strip_identifiers(raw: RawFrame, feed_profile: FeedProfile, result: GateRes
     if not present:
         return raw
     result.stripped_columns = present
-    return RawFrame(raw.frame.drop(present), raw.first_data_row)
+    cells = raw.cells
+    if cells is not None:  # what the reader found in a stripped column goes with it
+        cells = cells.filter(~pl.col("column").is_in(present))
+    return dataclasses.replace(raw, frame=raw.frame.drop(present), cells=cells)
 
 
 def _check_header(
@@ -275,19 +343,65 @@ def _check_header(
     return None if missing else renames
 
 
-def _parse(expr: pl.Expr, dtype: str, feed_profile: FeedProfile, column: str) -> pl.Expr:
+def number_regex(opts: FileOptions, dtype: str) -> str:
+    """The regex (Rust syntax) a number must match in full, per the profile's separators.
+
+    CSV numbers use the declared decimal separator and, if declared, thousands groups of
+    exactly three digits; no exponent, no `inf`/`nan`. XLSX and XPORT numbers come from numeric
+    cells, rendered by the reader in full digits with a '.' (a whole number may read as `12.0`);
+    text in the form of another number (`1e3`, `3,50`) is refused there too.
+    """
+    if opts.type != "csv":
+        if dtype == "int":
+            return r"^[+-]?[0-9]+(?:\.0+)?$"
+        if opts.type == "xport":  # SAS floats, written by polars (1e-7 keeps its exponent)
+            return r"^[+-]?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?$"
+        return r"^[+-]?[0-9]+(?:\.[0-9]+)?$"
+    digits = "[0-9]+"
+    if opts.thousands:
+        digits = f"(?:[0-9]{{1,3}}(?:{regex_literal(opts.thousands)}[0-9]{{3}})+|[0-9]+)"
+    if dtype == "int":
+        return f"^[+-]?{digits}$"
+    return f"^[+-]?{digits}(?:{regex_literal(opts.decimal)}[0-9]+)?$"
+
+
+def _parse(
+    expr: pl.Expr, dtype: str, feed_profile: FeedProfile, column: str, date1904: bool = False
+) -> pl.Expr:
+    """Text -> typed value, null where the text is not exactly in the declared format."""
+    opts = feed_profile.file
     if dtype == "date":
         fmt = feed_profile.date_formats[column]
         if fmt == EXCEL_SERIAL:
+            # Whole day numbers only (a fraction is a time of day), within Excel's calendar.
             days = expr.str.replace(r"\.0+$", "").str.to_integer(strict=False)
-            return (pl.lit(EXCEL_EPOCH) + pl.duration(days=days)).cast(pl.Date)
-        return expr.str.to_date(fmt, strict=False)
-    if dtype == "int":
-        return expr.str.replace(r"\.0+$", "").str.to_integer(strict=False)
-    if dtype == "float":
-        if feed_profile.file.decimal_comma:
-            expr = expr.str.replace_all(r"[.\s]", "").str.replace(",", ".", literal=True)
-        return expr.str.replace_all(r"\s", "").cast(pl.Float64, strict=False)
+            whole = expr.str.contains(
+                number_regex(opts, "int") if opts.type != "csv" else r"^[0-9]+$"
+            )
+            if date1904:
+                date = pl.lit(EXCEL_EPOCH_1904) + pl.duration(days=days)
+                valid = whole & days.is_between(0, EXCEL_SERIAL_MAX[True])
+            else:
+                # Excel's 1900 system counts a 29 February 1900 (serial 60) that never was.
+                offset = pl.when(days < 60).then(days + 1).otherwise(days)
+                date = pl.lit(EXCEL_EPOCH) + pl.duration(days=offset)
+                valid = whole & days.is_between(1, EXCEL_SERIAL_MAX[False]) & (days != 60)
+            return pl.when(valid).then(date.cast(pl.Date))
+        parsed = expr.str.to_date(fmt, strict=False)
+        exact = expr.str.contains(date_format_regex(fmt))
+        return pl.when(exact & (parsed >= dt.date(1, 1, 1))).then(parsed)
+    if dtype in ("int", "float"):
+        exact = expr.str.contains(number_regex(opts, dtype))
+        text = expr
+        if opts.type == "csv" and opts.thousands:
+            text = text.str.replace_all(opts.thousands, "", literal=True)
+        if dtype == "int":
+            value = text.str.replace(r"\.0+$", "").str.to_integer(strict=False)
+        else:
+            if opts.type == "csv" and opts.decimal != ".":
+                text = text.str.replace(opts.decimal, ".", literal=True)
+            value = text.cast(pl.Float64, strict=False)
+        return pl.when(exact).then(value)
     if dtype == "bool":
         lowered = expr.str.to_lowercase()
         return (
@@ -334,7 +448,7 @@ def _to_canonical(
             text = pl.lit(file_study, dtype=pl.Utf8)
         else:
             text = pl.lit(None, dtype=pl.Utf8)
-        exprs.append(_parse(text, col.dtype, feed_profile, col.name).alias(col.name))
+        exprs.append(_parse(text, col.dtype, feed_profile, col.name, raw.date1904).alias(col.name))
     both = raw.frame.lazy().select(exprs).collect()
     # A value is unparsed where the cell had text but the typed column is null.
     both = both.with_columns(
@@ -393,6 +507,47 @@ def _study_mismatch(typed: pl.DataFrame, study_id: str) -> pl.DataFrame:
     )
 
 
+def _record_unread_cells(
+    raw: RawFrame, feed_profile: FeedProfile, feed: Feed, result: GateResult
+) -> pl.DataFrame:
+    """Report the cells the reader could not read as written; return their (column, row_index)
+    under canonical names, so that the same cells are not reported again as missing values."""
+    if raw.cells is None or raw.cells.height == 0:
+        return pl.DataFrame(schema={"column": pl.Utf8, "row_index": pl.Int64})
+    canonical = {
+        source: feed_profile.columns.get(source, source if source in feed.column_names else None)
+        for source in raw.cells.get_column("column").unique().to_list()
+    }
+    cells = raw.cells.with_columns(
+        pl.col("column")
+        .replace_strict(canonical, default=None, return_dtype=pl.Utf8)
+        .fill_null(pl.col("column"))
+        .alias("label")
+    )
+    totals = cells.group_by("rule", "label", maintain_order=True).len()
+    for rule, label, count in totals.iter_rows():
+        result.totals.append(RuleTotal(rule, label, count))
+    examples = (
+        cells.sort("row").group_by("rule", "label", maintain_order=True).head(EXAMPLES_PER_RULE)
+    )
+    for cell in examples.iter_rows(named=True):
+        result.problems.append(
+            Problem(cell["rule"], cell["message"], cell["label"], cell["row"], cell["value"])
+        )
+    return cells.filter(pl.col("row_index").is_not_null()).select(
+        pl.col("label").alias("column"), "row_index"
+    )
+
+
+def _cell_text(frame: pl.DataFrame, row_index: int, column: str) -> str | None:
+    """A cell as text for a report; never raises (a date beyond Python's range included)."""
+    try:
+        value = frame[row_index, column]
+    except Exception:  # noqa: BLE001 - polars values Python cannot hold
+        value = frame.get_column(column).slice(row_index, 1).cast(pl.Utf8)[0]
+    return None if value is None else str(value)
+
+
 def _record_failures(
     failures: pl.DataFrame,
     raw: RawFrame,
@@ -418,21 +573,23 @@ def _record_failures(
     for rule, column, count in totals.iter_rows():
         result.totals.append(RuleTotal(rule, column, count))
     for rule, column, row_index in examples.iter_rows():
-        row = raw.first_data_row + row_index
+        row = raw.row_of(row_index)
         if column is not None:
             source = source_of.get(column)
-            value = raw.frame[row_index, source] if source else typed[row_index, column]
+            value = (
+                _cell_text(raw.frame, row_index, source)
+                if source
+                else _cell_text(typed, row_index, column)
+            )
             label = f"{column} (file column '{source}')" if source and source != column else column
             message = _value_message(rule, label, value, column, feed_profile, result)
         else:
             shown = RULES[rule].columns or tuple(FEEDS[result.feed].key)
-            value = ", ".join(f"{c}={typed[row_index, c]}" for c in shown if c in typed.columns)
-            message = RULES[rule].description
-        result.problems.append(
-            Problem(
-                rule, message, column=column, row=row, value=None if value is None else str(value)
+            value = ", ".join(
+                f"{c}={_cell_text(typed, row_index, c)}" for c in shown if c in typed.columns
             )
-        )
+            message = RULES[rule].description
+        result.problems.append(Problem(rule, message, column=column, row=row, value=value))
 
 
 def _value_message(
@@ -440,9 +597,23 @@ def _value_message(
 ) -> str:
     if rule == "value.type":
         dtype = FEEDS[result.feed].column(column).dtype
+        opts = feed_profile.file
         if dtype == "date":
             fmt = feed_profile.date_formats[column]
+            if fmt == EXCEL_SERIAL:
+                return (
+                    f"{label}: '{value}' is not an Excel serial day number (a whole number of "
+                    f"days, 1 to {EXCEL_SERIAL_MAX[False]:,}, i.e. up to 9999-12-31)"
+                )
             return f"{label}: '{value}' is not a date in the declared format {fmt}"
+        if dtype in ("int", "float") and opts.type == "csv":
+            separators = f"decimal separator '{opts.decimal}', " if dtype == "float" else ""
+            separators += (
+                f"thousands separator '{opts.thousands}'"
+                if opts.thousands
+                else "no thousands separator"
+            )
+            return f"{label}: '{value}' is not a valid {dtype} ({separators} declared)"
         return f"{label}: '{value}' is not a valid {dtype}"
     if rule == "value.enum":
         allowed = ", ".join(FEEDS[result.feed].column(column).enum or ())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,57 @@ DATE_FORMAT_EXAMPLES = {
     EXCEL_SERIAL: "45356",
 }
 KNOWN_ENCODINGS = {"utf-8", "utf-8-sig", "cp1252", "latin-1", "utf-16", "shift_jis", "gb18030"}
+#: Excel serial day numbers a cell can hold: 1 (1900-01-01) to 2958465 (9999-12-31); 0 to
+#: 2957003 in a workbook on the 1904 date system.
+EXCEL_SERIAL_MAX = {False: 2958465, True: 2957003}
+
+_MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+_MONTH_NAMES = (
+    "January|February|March|April|May|June|July|August|September|October|November|December"
+)
+#: The strftime directives a date format may use, and what each must match in a value.
+#: `%d`/`%m` take one or two digits (5-Mar-2024) unless another number follows or precedes
+#: without a separator (`%Y%m%d`), where only two digits are unambiguous.
+DATE_DIRECTIVES = {
+    "Y": r"[0-9]{4}",
+    "y": r"[0-9]{2}",
+    "m": r"[0-9]{1,2}",
+    "d": r"[0-9]{1,2}",
+    "b": f"(?i:{_MONTHS})",
+    "B": f"(?i:{_MONTH_NAMES})",
+}
+_NUMERIC_DIRECTIVES = {"Y", "y", "m", "d"}
+
+
+def regex_literal(text: str) -> str:
+    """`text` as a literal in a Rust (polars) regex: punctuation and spaces escaped as hex."""
+    return "".join(c if c.isalnum() or ord(c) > 127 else f"\\x{{{ord(c):X}}}" for c in text)
+
+
+def date_format_regex(fmt: str) -> str:
+    """The regex (Rust syntax, for polars) a value must match in full to be read with `fmt`.
+
+    Parsers are lenient (chrono reads `12/11/25` under `%d/%m/%Y` as the year 25); the regex
+    makes the declared format exact. Raises ValueError for a directive that is not supported.
+    """
+    tokens = re.findall(r"%.?|[^%]+", fmt)
+    numeric = [len(t) == 2 and t[1] in _NUMERIC_DIRECTIVES for t in tokens]
+    out = []
+    for i, token in enumerate(tokens):
+        if not token.startswith("%"):
+            out.append(regex_literal(token))
+        elif token == "%%":
+            out.append(regex_literal("%"))
+        elif len(token) == 2 and token[1] in DATE_DIRECTIVES:
+            body = DATE_DIRECTIVES[token[1]]
+            adjacent = (i > 0 and numeric[i - 1]) or (i + 1 < len(tokens) and numeric[i + 1])
+            if token[1] in "md" and adjacent:
+                body = r"[0-9]{2}"
+            out.append(body)
+        else:
+            supported = ", ".join(f"%{d}" for d in DATE_DIRECTIVES)
+            raise ValueError(f"'{token}' is not a supported date directive (use {supported})")
+    return "^" + "".join(out) + "$"
 
 
 class ProfileError(ValueError):
@@ -50,10 +101,19 @@ class FileOptions:
     delimiter: str = ","
     quote: str = '"'
     encoding: str = "utf-8"
-    decimal_comma: bool = False
+    #: Decimal and thousands separators of numbers in CSV text (XLSX and XPORT numbers are
+    #: read from numeric cells). `decimal_comma: true` in a profile means `decimal: ","`.
+    decimal: str = "."
+    thousands: str | None = None
+    #: Whether a quoted value may span lines; otherwise a quote left open is an error.
+    multiline_values: bool = False
     sheet: str | None = None
     #: 1-based row number of the header in a workbook (rows above it are a title block).
     header_row: int = 1
+
+    @property
+    def decimal_comma(self) -> bool:
+        return self.decimal == ","
 
 
 @dataclass(frozen=True)
@@ -156,8 +216,42 @@ def _check_keys(value: dict, allowed: set[str], path: Path, where: str) -> None:
 
 
 def _file_options(raw: dict, base: FileOptions, path: Path, where: str) -> FileOptions:
-    _check_keys(raw, set(FileOptions.__dataclass_fields__), path, where)
+    _check_keys(raw, {*FileOptions.__dataclass_fields__, "decimal_comma"}, path, where)
+    raw = dict(raw)
+    if "decimal_comma" in raw:  # the older spelling of `decimal: ","`
+        flag = raw.pop("decimal_comma")
+        if not isinstance(flag, bool):
+            raise ProfileError(path, f"{where}.decimal_comma", "must be true or false")
+        implied = "," if flag else "."
+        if raw.setdefault("decimal", implied) != implied:
+            raise ProfileError(
+                path, f"{where}.decimal", f"contradicts decimal_comma: {str(flag).lower()}"
+            )
     opts = FileOptions(**{**base.__dict__, **raw})
+    numbers = {"decimal", "thousands"} & set(raw)
+    if numbers and opts.type != "csv":
+        raise ProfileError(
+            path,
+            f"{where}.{sorted(numbers)[0]}",
+            f"applies to csv files only: {opts.type} numbers are read from numeric cells",
+        )
+    if opts.type != "csv":  # inherited CSV number options do not apply to workbooks
+        opts = replace(opts, decimal=".", thousands=None)
+    if opts.decimal not in (".", ","):
+        raise ProfileError(path, f"{where}.decimal", "must be '.' or ','")
+    if opts.thousands is not None and (
+        not isinstance(opts.thousands, str)
+        or len(opts.thousands) != 1
+        or opts.thousands.isdigit()
+        or opts.thousands == opts.decimal
+    ):
+        raise ProfileError(
+            path,
+            f"{where}.thousands",
+            "must be one character other than a digit and the decimal separator (or omitted)",
+        )
+    if not isinstance(opts.multiline_values, bool):
+        raise ProfileError(path, f"{where}.multiline_values", "must be true or false")
     if opts.type not in ("csv", "xlsx", "xport"):
         raise ProfileError(path, f"{where}.type", f"'{opts.type}' is not one of csv, xlsx, xport")
     if opts.encoding.lower() not in KNOWN_ENCODINGS:
@@ -180,6 +274,7 @@ def _check_date_format(fmt: Any, path: Path, where: str) -> str:
         )
     try:
         dt.date(2024, 3, 5).strftime(fmt)
+        date_format_regex(fmt)
     except ValueError as exc:
         raise ProfileError(path, where, f"'{fmt}' is not a valid date format: {exc}") from None
     return fmt

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import random
+import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 
-from expectations.contracts import roster_keys
+from expectations.contracts import POLARS_TYPES, roster_keys
+from expectations.feeds import FEEDS
 from synthetic.dialects import Dialect, write_feed
 from synthetic.portfolio import Portfolio, Scale, build_portfolio, site_history, snapshot
 
@@ -93,10 +98,64 @@ def _header_only(data: bytes) -> bytes:
     return data.split(b"\r\n", 1)[0] + b"\r\n"
 
 
+def _drop_last_field(data: bytes, delimiter: bytes) -> bytes:
+    lines = data.split(b"\r\n")
+    lines[2] = lines[2].rsplit(delimiter, 1)[0]
+    return b"\r\n".join(lines)
+
+
 def _extra_field(data: bytes) -> bytes:
     lines = data.split(b"\r\n")
     lines[2] += b",surplus"
     return b"\r\n".join(lines)
+
+
+def edit_field(
+    delimiter: str, encoding: str, column: int, change: Callable[[str], str], line: int = 2
+) -> Callable[[bytes], bytes]:
+    """Change one field of one line (0 = header) of a CSV delivery, byte-exactly elsewhere."""
+
+    def edit(data: bytes) -> bytes:
+        text = data.decode(encoding)
+        bom = text[:1] if text.startswith("\ufeff") else ""
+        lines = text[len(bom) :].split("\r\n")
+        fields = lines[line].split(delimiter)
+        fields[column] = change(fields[column])
+        lines[line] = delimiter.join(fields)
+        out = (bom + "\r\n".join(lines)).encode(encoding)
+        # Python's UTF-16 codec writes a byte-order mark of its own: keep just one.
+        return out.replace("\ufeff".encode(encoding), b"", 1) if encoding == "utf-16" else out
+
+    return edit
+
+
+def edit_sheet(change: Callable[[str], str]) -> Callable[[bytes], bytes]:
+    """Change the XML of the first worksheet of an XLSX delivery."""
+
+    def edit(data: bytes) -> bytes:
+        source, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+        with source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+            for item in source.infolist():
+                content = source.read(item.filename)
+                if item.filename == "xl/worksheets/sheet1.xml":
+                    content = change(content.decode("utf-8")).encode("utf-8")
+                target.writestr(item, content)
+        return out.getvalue()
+
+    return edit
+
+
+def replace_cell(column: str, cell: Callable[[str], str], first_row: int = 5):
+    """Sheet XML change: the first cell of `column` at or below `first_row` becomes
+    `cell(ref)` (its whole `<c>` element)."""
+
+    def change(xml: str) -> str:
+        for m in re.finditer(rf'<c r="({column}(\d+))"[^>]*?(?:/>|>.*?</c>)', xml):
+            if int(m.group(2)) >= first_row:
+                return xml[: m.start()] + cell(m.group(1)) + xml[m.end() :]
+        raise ValueError(f"no cell in column {column} from row {first_row}")
+
+    return change
 
 
 DAY = dt.timedelta(days=1)
@@ -149,6 +208,78 @@ CASES: dict[str, _Case] = {
         "americas",
         "subjects",
         change_bytes=_extra_field,
+    ),
+    "missing_field": _Case(
+        "A row has one field too few (read before as an empty last column)",
+        "file.ragged_row",
+        "americas",
+        "subjects",
+        change_bytes=lambda b: _drop_last_field(b, b","),
+    ),
+    "stray_quote": _Case(
+        "Unbalanced quotes in free-text cells (merged rows 2 to 4 into one record before)",
+        "file.quoting",
+        "iberia",
+        "deviations",
+        change_bytes=lambda b: edit_field(";", "cp1252", 5, lambda v: v + '"', line=4)(
+            edit_field(";", "cp1252", 5, lambda v: '"' + v, line=2)(b)
+        ),
+    ),
+    "decimal_point_in_comma_file": _Case(
+        "3440.03 in a decimal-comma file (read as 344003 before)",
+        "value.type",
+        "iberia",
+        "payments",
+        change_bytes=edit_field(";", "cp1252", 4, lambda v: v.replace(",", ".")),
+    ),
+    "nul_in_cp1252_field": _Case(
+        "A NUL byte inside a field of a cp1252 file (stored before)",
+        "value.control_character",
+        "iberia",
+        "subjects",
+        change_bytes=edit_field(";", "cp1252", 2, lambda v: v[:3] + "\x00" + v[3:]),
+    ),
+    "infinite_amount": _Case(
+        "Infinity as an amount (accepted as a number before)",
+        "value.type",
+        "americas",
+        "payments",
+        change_bytes=edit_field(",", "utf-8", 3, lambda v: "Infinity"),
+    ),
+    "two_digit_year": _Case(
+        "A two-digit year under %d/%m/%Y (read as the year 25 before)",
+        "value.type",
+        "iberia",
+        "sites",
+        change_rows=_first_where(
+            lambda r: r["selected_date"] is not None,
+            selected_date=lambda r: r["selected_date"].strftime("%d/%m/%y"),
+        ),
+    ),
+    "xlsx_error_cell": _Case(
+        "An #N/A error cell in a workbook (read as empty before)",
+        "value.error_cell",
+        "nordic",
+        "payments",
+        change_bytes=edit_sheet(
+            replace_cell("G", lambda ref: f'<c r="{ref}" t="e"><v>#N/A</v></c>')
+        ),
+    ),
+    "xlsx_formula_without_value": _Case(
+        "A formula saved without a computed value (read as 0 before)",
+        "value.formula_without_value",
+        "nordic",
+        "payments",
+        change_bytes=edit_sheet(
+            replace_cell("E", lambda ref: f'<c r="{ref}"><f>E4*2</f><v>0</v></c>')
+        ),
+    ),
+    "excel_serial_out_of_range": _Case(
+        "An Excel serial day past 9999-12-31 (a traceback in the gate before)",
+        "value.type",
+        "nordic",
+        "visits",
+        change_bytes=edit_sheet(replace_cell("H", lambda ref: f'<c r="{ref}"><v>2958466</v></c>')),
     ),
     "wrong_xlsx_sheet": _Case(
         "Workbook sheet renamed",
@@ -386,6 +517,36 @@ class _Base:
                 )
         study_id, rows = next((k, v) for k, v in sorted(by_study.items()) if v)
         return study_id, [dict(r) for r in rows]
+
+    def loaded(self, smo_id: str, feed: str) -> pl.DataFrame:
+        """What the gate must load from the valid delivery `write_valid_deliveries` writes for
+        (smo_id, feed): every canonical column, typed, in the file's row order. Columns the
+        SMO's dialect does not write are null (the study of a per-study file comes from its
+        name); text amounts are written with two decimals."""
+        dialect = self.smo_for_id(smo_id).dialect
+        fd = dialect.feeds[feed]
+        study_id, rows = self.rows(smo_id, feed)
+        spec = FEEDS[feed]
+        data: dict[str, list[Any]] = {}
+        for col in spec.columns:
+            if col.name in fd.headers:
+                values = [r.get(col.name) for r in rows]
+                if col.dtype == "float" and dialect.file_type == "csv":
+                    values = [None if v is None else round(v, 2) for v in values]
+                if col.dtype == "str":
+                    values = [None if v in (None, "") else str(v) for v in values]
+            elif col.name == "smo_id":
+                values = [smo_id] * len(rows)
+            elif col.name == "study_id" and fd.per_study_file:
+                values = [study_id] * len(rows)
+            else:
+                values = [None] * len(rows)
+            data[col.name] = values
+        schema = {c.name: POLARS_TYPES[c.dtype] for c in spec.columns}
+        return pl.DataFrame(data, schema=schema)
+
+    def smo_for_id(self, smo_id: str):
+        return next(s for s in self.portfolio.smos if s.smo_id == smo_id)
 
     def roster(self, smo_id: str) -> frozenset[str]:
         sites = [s for s in self.portfolio.sites if s.smo_id == smo_id]

@@ -48,7 +48,9 @@ class Dialect:
     feeds: dict[str, FeedDialect]
     delimiter: str = ","
     encoding: str = "utf-8"
-    decimal_comma: bool = False
+    #: Separators of the numbers this SMO writes in text files (the profile declares the same).
+    decimal: str = "."
+    thousands: str | None = None
     title_rows: tuple[str, ...] = ()  # xlsx: rows above the header
 
     @property
@@ -65,8 +67,10 @@ class Dialect:
         file_opts: dict[str, Any] = {"type": self.file_type}
         if self.file_type == "csv":
             file_opts |= {"delimiter": self.delimiter, "encoding": self.encoding}
-            if self.decimal_comma:
-                file_opts["decimal_comma"] = True
+            if self.decimal != ".":
+                file_opts["decimal"] = self.decimal
+            if self.thousands:
+                file_opts["thousands"] = self.thousands
         else:
             file_opts["header_row"] = self.header_row
         feeds = {}
@@ -117,8 +121,10 @@ class Dialect:
         if dtype == "float":
             if self.file_type == "xlsx":
                 return value
-            text = f"{value:.2f}"
-            return text.replace(".", ",") if self.decimal_comma else text
+            if not self.thousands:
+                text = f"{value:.2f}"
+                return text if self.decimal == "." else text.replace(".", self.decimal)
+            return f"{value:,.2f}".translate({ord(","): self.thousands, ord("."): self.decimal})
         if dtype == "bool":
             return "true" if value else "false"
         return value
@@ -227,7 +233,7 @@ IBERIA = Dialect(
     file_type="csv",
     delimiter=";",
     encoding="cp1252",
-    decimal_comma=True,
+    decimal=",",
     date_format="%d/%m/%Y",
     feeds={
         "sites": FeedDialect(

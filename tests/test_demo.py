@@ -12,9 +12,7 @@ from orchestration import demo
 pytestmark = pytest.mark.integration
 
 
-def test_a_failed_refresh_names_the_blocking_checks_and_exits_non_zero(
-    refreshed_env: Path, capsys
-):
+def test_a_failed_refresh_names_the_blocking_checks_and_exits_non_zero(refreshed_env: Path, capsys):
     with duckdb.connect(str(refreshed_env / "warehouse.duckdb")) as con:
         # A change behind the pipeline's back: the blocking contract check of current rows fails.
         con.execute(
