@@ -25,6 +25,9 @@ PAYMENT_ITEM_TYPES = (
 STAFF_ROLES = ("CRC", "BACKUP_CRC", "SITE_MANAGER")
 
 
+PRECISION_SUFFIX = "_precision"
+
+
 def _codes(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -99,6 +102,12 @@ class Feed:
 
     def names_of(self, dtype: DType) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.dtype == dtype)
+
+    @property
+    def precision_columns(self) -> tuple[str, ...]:
+        """`<date>_precision` (day, month, year): set when a profile reads ISO 8601 partial dates
+        as their first day (`partial_dates: first_day`); not part of the delivery contract."""
+        return tuple(f"{c}{PRECISION_SUFFIX}" for c in self.names_of("date"))
 
 
 def _key(*names: str) -> tuple[Column, ...]:

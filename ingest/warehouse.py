@@ -64,6 +64,7 @@ create table if not exists ops.current_deliveries (
 
 def raw_table_ddl(feed: Feed) -> str:
     columns = [f"{c.name} {SQL_TYPES[c.dtype]}" for c in feed.columns]
+    columns += [f"{c} VARCHAR" for c in feed.precision_columns]
     columns += ["_delivery_id BIGINT NOT NULL", "_source_row INTEGER NOT NULL"]
     return f"create table if not exists raw.{feed.name} (\n    " + ",\n    ".join(columns) + "\n)"
 
@@ -76,6 +77,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     ensure_gate_results(con)
     for feed in FEEDS.values():
         con.execute(raw_table_ddl(feed))
+        for column in feed.precision_columns:  # warehouses created before they existed
+            con.execute(f"alter table raw.{feed.name} add column if not exists {column} varchar")
 
 
 def delivery_gate_rows(
