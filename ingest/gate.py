@@ -238,6 +238,23 @@ def check_delivery(
     result.row_count = raw.frame.height
     raw = _null_values(raw, feed_profile.file)
     raw = _strip_identifiers(raw, feed_profile, result)
+    return check_rows(raw, feed_profile, result, roster=roster, plausibility=plausibility)
+
+
+def check_rows(
+    raw: RawFrame,
+    feed_profile: FeedProfile,
+    result: GateResult,
+    *,
+    roster: frozenset[str] | None,
+    plausibility: Plausibility | None = None,
+) -> GateResult:
+    """The gate after reading: header, codes, parsing and the feed contract, into `result`.
+
+    Shared by `check_delivery` (one file) and the SDTM adapter (`ingest.sdtm`), which builds
+    the text rows of a canonical feed from several domain files.
+    """
+    feed = FEEDS[feed_profile.feed]
     unread = _record_unread_cells(raw, feed_profile, feed, result)
 
     renames = _check_header(raw, feed_profile, feed, result)

@@ -158,6 +158,8 @@ class Profile:
     description: str
     feeds: dict[str, FeedProfile]
     path: Path
+    #: A CDISC SDTM source (`ingest.sdtm.SdtmSpec`): a delivery is a set of domain files.
+    sdtm: Any = None
 
     def feed_for(self, file_name: str) -> tuple[FeedProfile, dict[str, str]] | None:
         for feed_profile in self.feeds.values():
@@ -188,7 +190,9 @@ def _pattern_regex(pattern: str, where: str, path: Path) -> re.Pattern[str]:
             out.append(".*?")
             continue
         name, fmt = m.group(1), m.group(2)
-        if name == "study_id":
+        if name == "domain":
+            out.append(r"(?P<domain>[A-Za-z]{2}|supp[A-Za-z]{2})")
+        elif name == "study_id":
             out.append(r"(?P<study_id>[A-Za-z0-9][A-Za-z0-9._-]*?)")
         elif name == "delivery_date":
             if not fmt:
@@ -317,6 +321,7 @@ TOP_KEYS = {
     "date_format",
     "partial_dates",
     "feeds",
+    "sdtm",
 }
 
 
@@ -494,7 +499,14 @@ def load_profile(path: Path | str) -> Profile:
         base_date = _check_date_format(base_date, path, "date_format")
     base_partial = _partial_dates(raw.get("partial_dates", "reject"), path, "partial_dates")
     feeds_raw = _mapping(raw.get("feeds"), path, "feeds")
-    if not feeds_raw:
+    sdtm = None
+    if "sdtm" in raw:
+        from ingest.sdtm import parse_sdtm_spec
+
+        sdtm = parse_sdtm_spec(
+            _mapping(raw["sdtm"], path, "sdtm"), base_file, base_partial, smo_id, path
+        )
+    if not feeds_raw and sdtm is None:
         raise ProfileError(path, "feeds", "required: at least one feed")
     feeds = {
         name: _feed_profile(
@@ -514,6 +526,7 @@ def load_profile(path: Path | str) -> Profile:
         description=str(raw.get("description", "")),
         feeds=feeds,
         path=path,
+        sdtm=sdtm,
     )
 
 

@@ -77,8 +77,11 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     ensure_gate_results(con)
     for feed in FEEDS.values():
         con.execute(raw_table_ddl(feed))
-        for column in feed.precision_columns:  # warehouses created before they existed
-            con.execute(f"alter table raw.{feed.name} add column if not exists {column} varchar")
+        # Columns added since a warehouse was created (all optional, so null in older rows).
+        added = [(c.name, SQL_TYPES[c.dtype]) for c in feed.columns if not c.required]
+        added += [(c, "VARCHAR") for c in feed.precision_columns]
+        for column, sql_type in added:
+            con.execute(f"alter table raw.{feed.name} add column if not exists {column} {sql_type}")
 
 
 def delivery_gate_rows(
