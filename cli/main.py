@@ -1,6 +1,7 @@
 """`smo-oversight` command line: onboarding checks and synthetic data.
 
     smo-oversight check-delivery --smo SMO_ID [--out DIR] FILE...   dry run of the delivery gate
+    smo-oversight profile init --smo SMO_ID --out PROFILE.yaml FILE...   starter profile
     smo-oversight generate --scale demo --weeks 8 --seed 7 --out DIR
 
 check-delivery exits 0 when every file would be accepted, 1 when any would be rejected and 2
@@ -146,6 +147,30 @@ def _write_out(out: str | None, results: list) -> None:
         print(f"not written (rejected, nothing would load): {', '.join(skipped)}")
 
 
+def profile_init_command(args: argparse.Namespace) -> int:
+    from ingest.profile_init import starter_profile
+    from ingest.profiles import ProfileError, load_profile
+
+    paths = [Path(f) for f in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"usage error: not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"usage error: {out} exists (use --force to overwrite it)", file=sys.stderr)
+        return 2
+    text = starter_profile(args.smo, paths)
+    out.write_text(text, encoding="utf-8")
+    try:
+        load_profile(out)
+        state = "it loads; review every 'guess' and 'REVIEW' comment"
+    except ProfileError as exc:
+        state = f"it does not load yet ({exc}); complete it by hand"
+    print(f"wrote {out} from {len(paths)} file(s): {state}, then run check-delivery.")
+    return 0
+
+
 def generate_command(args: argparse.Namespace) -> int:
     from synthetic.generate import DEFAULT_END, file_counts, generate
 
@@ -175,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", nargs="+", metavar="FILE")
     check.set_defaults(func=check_delivery_command)
+    profile = sub.add_parser("profile", help="profile helpers")
+    profile_sub = profile.add_subparsers(dest="profile_command", required=True)
+    init = profile_sub.add_parser("init", help="write a starter profile from sample files")
+    init.add_argument("--smo", required=True, help="SMO (or EDC source) id for the profile")
+    init.add_argument("--out", required=True, metavar="PROFILE.yaml")
+    init.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    init.add_argument("files", nargs="+", metavar="FILE")
+    init.set_defaults(func=profile_init_command)
     gen = sub.add_parser("generate", help="write a synthetic SMO portfolio")
     gen.add_argument(
         "--scale", default="demo", help="demo, large, or a multiplier of demo (e.g. 4)"
