@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ from ingest.profiles import (
     _strip_identifiers,
 )
 from ingest.readers import DeliveryFileError, RawFrame, read_delivery
+
+log = logging.getLogger(__name__)
 
 DOMAINS = ("DM", "DS", "SV", "DV", "SUPPDV")
 REQUIRED_DOMAINS = ("DM", "DS", "SV")
@@ -121,6 +125,8 @@ def parse_sdtm_spec(
     if not isinstance(pattern, str):
         raise ProfileError(path, f"{where}.file_pattern", "expected a file name pattern")
     regex = _pattern_regex(pattern, f"{where}.file_pattern", path)
+    if file.type not in ("xport", "csv"):
+        raise ProfileError(path, "file.type", "an SDTM source is xport (.xpt) or csv")
     subjects = _mapping(raw.get("subjects"), path, f"{where}.subjects")
     _check_keys(
         subjects,
@@ -194,6 +200,14 @@ def parse_sdtm_spec(
         raise ProfileError(path, f"{where}.deviations.importance",
                            "required: which values mean IMPORTANT and NON_IMPORTANT")  # fmt: skip
 
+    screening_visit = str(subjects.get("screening_visit", "^SCREENING"))
+    try:
+        re.compile(screening_visit)
+        pl.Series(["SCREENING 1"]).str.contains(screening_visit)
+    except (re.error, pl.exceptions.ComputeError) as exc:
+        raise ProfileError(
+            path, f"{where}.subjects.screening_visit", f"not a valid regex ({exc})"
+        ) from None
     sites = raw.get("sites", "smo")
     if isinstance(sites, dict):
         _check_keys(sites, {"from", "status"}, path, f"{where}.sites")
@@ -211,7 +225,7 @@ def parse_sdtm_spec(
         partial_dates=partial_dates,
         smo_id=smo_id,
         screened_date=screened,
-        screening_visit=str(subjects.get("screening_visit", "^SCREENING")),
+        screening_visit=screening_visit,
         randomized_date=randomized,
         screen_failure=screen_failure,
         screen_failure_armcd=armcd,
@@ -279,6 +293,34 @@ def _date(expr: pl.Expr) -> pl.Expr:
 
 
 def check_sdtm_delivery(
+    paths: list[Path],
+    profile,
+    *,
+    received_at: dt.datetime,
+    roster: frozenset[str] | None,
+    plausibility: Plausibility | None = None,
+) -> SdtmDelivery:
+    """Check the domain files of one SDTM delivery: one gate result per canonical feed.
+
+    As with `check_delivery`, a failure nobody foresaw rejects the delivery (`file.unreadable`,
+    with the exception's type and text) instead of stopping the caller; the traceback is logged.
+    """
+    try:
+        return _check_sdtm_delivery(
+            paths, profile, received_at=received_at, roster=roster, plausibility=plausibility
+        )
+    except Exception as exc:  # noqa: BLE001 - no delivery may stop the run
+        log.exception("SDTM adapter failed on %s", [str(p) for p in paths])
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        problem = Problem(
+            "file.unreadable",
+            f"The SDTM delivery could not be checked ({type(exc).__name__}: {detail}); it is "
+            "rejected rather than loaded unchecked. Report this to the pipeline's engineers.",
+        )
+        return SdtmDelivery(paths=list(paths), domains={}, results=[], problems=[problem])
+
+
+def _check_sdtm_delivery(
     paths: list[Path],
     profile,
     *,

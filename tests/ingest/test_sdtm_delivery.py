@@ -258,3 +258,25 @@ def test_sdtm_profile_mistakes_name_the_key(tmp_path):
             tmp_path,
             **{"sdtm.deviations": {"importance_from": "SUPPDV", "importance": {"Y": "IMPORTANT"}}},
         )
+
+
+def test_an_sdtm_profile_is_xport_or_csv_and_its_visit_regex_valid(tmp_path):
+    with pytest.raises(ProfileError, match=r"file\.type"):
+        profile(tmp_path, file={"type": "xlsx", "sheet": "DM"})
+    with pytest.raises(ProfileError, match=r"sdtm\.subjects\.screening_visit"):
+        profile(tmp_path, **{"sdtm.subjects.screening_visit": "(SCREEN"})
+
+
+def test_an_unforeseen_failure_rejects_the_delivery_instead_of_raising(
+    pilot, tmp_path, monkeypatch
+):
+    import ingest.sdtm as sdtm
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(sdtm, "_subjects_rows", broken)  # a bug nobody foresaw, simulated
+    delivery = check([pilot / "dm.xpt", pilot / "ds.xpt", pilot / "sv.xpt"], profile(tmp_path))
+    assert not delivery.accepted
+    assert [p.rule for p in delivery.problems] == ["file.unreadable"]
+    assert "ZeroDivisionError: boom" in delivery.problems[0].message
