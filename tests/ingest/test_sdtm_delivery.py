@@ -280,3 +280,35 @@ def test_an_unforeseen_failure_rejects_the_delivery_instead_of_raising(
     assert not delivery.accepted
     assert [p.rule for p in delivery.problems] == ["file.unreadable"]
     assert "ZeroDivisionError: boom" in delivery.problems[0].message
+
+
+def test_the_pilot_feeds_load_through_the_ledger_into_raw_tables(pilot, tmp_path):
+    """What the adapter accepts fits the warehouse as it is: the ledger's load_accepted inserts
+    the rows (demographics and date precisions included) and makes each feed current."""
+    import duckdb
+
+    from ingest import warehouse
+
+    delivery = check([pilot / "dm.xpt", pilot / "ds.xpt", pilot / "sv.xpt"], profile(tmp_path))
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    warehouse.ensure_schema(con)
+    loaded = {}
+    for result in delivery.results:
+        if not result.accepted:
+            continue
+        delivery_id = warehouse.next_delivery_id(con)
+        status = warehouse.load_accepted(con, delivery_id, result, received_at=RECEIVED,
+                                         processed_at=RECEIVED, stored_path=str(result.path))  # fmt: skip
+        loaded[result.feed] = status
+    assert loaded == {"sites": "ACCEPTED", "subjects": "ACCEPTED"}
+    rows = con.execute(
+        "select count(*), count(randomized_date), count(sex), min(age), "
+        "count(distinct screened_date_precision) from raw.subjects"
+    ).fetchone()
+    dm = read(pilot, "dm")
+    assert rows == (len(dm), (dm.RFSTDTC != "").sum(), len(dm), dm.AGE.min(), 1)
+    assert warehouse.current_roster(con, "SMO-PILOT")  # the DM roster is the SMO's roster
+    ledger = con.execute(
+        "select feed, file_name, row_count from ops.deliveries order by 1"
+    ).fetchall()
+    assert ledger == [("sites", "dm.xpt", 306), ("subjects", "dm.xpt", 306)]
