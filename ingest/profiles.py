@@ -205,7 +205,10 @@ def _pattern_regex(pattern: str, where: str, path: Path) -> re.Pattern[str]:
             out.append(f"(?P<delivery_date>{body})")
         else:
             raise ProfileError(
-                path, where, f"unknown placeholder {{{name}}} (use study_id, delivery_date)"
+                path,
+                where,
+                f"unknown placeholder {{{name}}} (use study_id, delivery_date; domain in "
+                "sdtm.file_pattern)",
             )
     out.append(re.escape(pattern[pos:]))
     return re.compile("".join(out), re.IGNORECASE)
@@ -358,6 +361,10 @@ def _feed_profile(
     if scope == "study" and "{study_id}" not in pattern:
         raise ProfileError(
             path, f"{where}.file_pattern", "a study-scoped feed needs {study_id} in its pattern"
+        )
+    if "{domain}" in pattern:
+        raise ProfileError(
+            path, f"{where}.file_pattern", "{domain} belongs in sdtm.file_pattern only"
         )
     regex = _pattern_regex(pattern, f"{where}.file_pattern", path)
     file_opts = _file_options(

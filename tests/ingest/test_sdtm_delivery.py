@@ -312,3 +312,24 @@ def test_the_pilot_feeds_load_through_the_ledger_into_raw_tables(pilot, tmp_path
         "select feed, file_name, row_count from ops.deliveries order by 1"
     ).fetchall()
     assert ledger == [("sites", "dm.xpt", 306), ("subjects", "dm.xpt", 306)]
+
+
+def test_the_delivery_date_comes_from_the_domain_file_names(pilot, tmp_path):
+    prof = profile(tmp_path, **{"sdtm.file_pattern": "{domain}_{delivery_date:%Y%m%d}.xpt"})
+    paths = []
+    for domain, day in (("dm", "20150601"), ("ds", "20150601"), ("sv", "20150601")):
+        paths.append(tmp_path / f"{domain}_{day}.xpt")
+        shutil.copy(pilot / f"{domain}.xpt", paths[-1])
+    delivery = check(paths, prof)
+    assert {r.delivery_date for r in delivery.results} == {dt.date(2015, 6, 1)}
+    paths[2] = paths[2].rename(tmp_path / "sv_20150608.xpt")
+    delivery = check(paths, prof)
+    assert [p.rule for p in delivery.problems] == ["file.name_unrecognized"]
+    assert "different delivery dates" in delivery.problems[0].message
+
+
+def test_domain_is_a_placeholder_of_sdtm_patterns_only(tmp_path):
+    with pytest.raises(ProfileError, match="belongs in sdtm.file_pattern only"):
+        profile(
+            tmp_path, feeds={"visits": {"file_pattern": "{domain}.csv", "scope": "all_studies"}}
+        )
