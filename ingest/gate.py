@@ -182,10 +182,18 @@ def check_delivery(
     matched = profile.feed_for(path.name)
     if matched is None:
         patterns = ", ".join(f"{f.feed}: {f.file_pattern}" for f in profile.feeds.values())
+        sdtm = (
+            f" The profile reads CDISC SDTM domains ({profile.sdtm.file_pattern}) as one "
+            "delivery of several files, which only `smo-oversight check-delivery` takes so far; "
+            "the inbox does not group domain files yet."
+            if profile.sdtm is not None
+            else ""
+        )
         result.add(
             Problem(
                 "file.name_unrecognized",
-                f"'{path.name}' matches no file pattern of profile {profile.smo_id} ({patterns}).",
+                f"'{path.name}' matches no file pattern of profile {profile.smo_id} ({patterns})."
+                + sdtm,
             )
         )
         return result

@@ -333,3 +333,12 @@ def test_domain_is_a_placeholder_of_sdtm_patterns_only(tmp_path):
         profile(
             tmp_path, feeds={"visits": {"file_pattern": "{domain}.csv", "scope": "all_studies"}}
         )
+
+
+def test_a_single_domain_file_through_the_one_file_gate_says_why_it_is_refused(pilot, tmp_path):
+    """What the inbox does with an SDTM profile's files today: refuse them with a reason."""
+    from ingest.gate import check_delivery
+
+    result = check_delivery(pilot / "dm.xpt", profile(tmp_path), received_at=RECEIVED, roster=None)
+    assert [t.rule for t in result.totals] == ["file.name_unrecognized"]
+    assert "the inbox does not group domain files yet" in result.problems[0].message
