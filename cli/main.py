@@ -1,12 +1,15 @@
 """`smo-oversight` command line: onboarding checks and synthetic data.
 
-    smo-oversight check-delivery --smo SMO_ID FILE...   dry run of the delivery gate
+    smo-oversight check-delivery --smo SMO_ID [--out DIR] FILE...   dry run of the delivery gate
+    smo-oversight profile init --smo SMO_ID --out PROFILE.yaml FILE...   starter profile
     smo-oversight generate --scale demo --weeks 8 --seed 7 --out DIR
 
 check-delivery exits 0 when every file would be accepted, 1 when any would be rejected and 2
 for usage or profile errors. It runs the pipeline's own gate (`ingest.gate.check_delivery`);
 the site roster comes from the warehouse when it can be read, plus any roster file given in
-the same call, as in a pipeline batch.
+the same call, as in a pipeline batch. With a CDISC SDTM profile the files are the domains of
+one delivery (DM, DS, SV, optional DV and SUPPDV). `--out DIR` writes the canonical rows that
+would be loaded, one typed `DIR/<feed>.parquet` per accepted feed.
 """
 
 from __future__ import annotations
@@ -81,12 +84,34 @@ def check_delivery_command(args: argparse.Namespace) -> int:
         paths, key=lambda p: 0 if (m := profile.feed_for(p.name)) and m[0].feed == "sites" else 1
     )
     received = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if profile.sdtm is not None:
+        from ingest.sdtm import check_sdtm_delivery
+
+        delivery = check_sdtm_delivery(
+            paths, profile, received_at=received, roster=roster, plausibility=context
+        )
+        results = delivery.reports(profile)
+        for result in results:
+            print(report_markdown(result))
+        rejected = sum(not r.accepted for r in results)
+        print(
+            f"SDTM delivery of {len(paths)} file(s): "
+            + ", ".join(
+                f"{r.feed or 'delivery'} {'accepted' if r.accepted else 'rejected'}"
+                for r in results
+            )  # fmt: skip
+            + "."
+        )
+        _write_out(args.out, results)
+        return 1 if rejected else 0
     rejected = 0
+    results = []
     for path in ordered:
         result = check_delivery(
             path, profile, received_at=received, roster=roster, plausibility=context
         )
         print(report_markdown(result))
+        results.append(result)
         if not result.accepted:
             rejected += 1
         elif result.feed == "sites" and result.frame is not None:
@@ -95,7 +120,55 @@ def check_delivery_command(args: argparse.Namespace) -> int:
             context = with_roster(context, result.frame)
     verdict = f"{len(paths) - rejected} of {len(paths)} file(s) would be accepted"
     print(verdict + ("." if not rejected else f"; {rejected} rejected."))
+    _write_out(args.out, results)
     return 1 if rejected else 0
+
+
+def _write_out(out: str | None, results: list) -> None:
+    """`--out DIR`: the typed canonical rows each accepted feed would load (`<feed>.parquet`;
+    several accepted files of one feed are stacked). Rejected files load nothing."""
+    if not out:
+        return
+    import polars as pl
+
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    frames: dict[str, list[pl.DataFrame]] = {}
+    for result in results:
+        if result.accepted and result.frame is not None and result.feed:
+            frames.setdefault(result.feed, []).append(result.frame)
+    for feed, parts in frames.items():
+        path = target / f"{feed}.parquet"
+        frame = pl.concat(parts, how="diagonal")
+        frame.write_parquet(path)
+        print(f"wrote {path}: {frame.height:,} row(s) that would be loaded into raw.{feed}")
+    skipped = sorted({r.feed for r in results if r.feed and not r.accepted} - set(frames))
+    if skipped:
+        print(f"not written (rejected, nothing would load): {', '.join(skipped)}")
+
+
+def profile_init_command(args: argparse.Namespace) -> int:
+    from ingest.profile_init import starter_profile
+    from ingest.profiles import ProfileError, load_profile
+
+    paths = [Path(f) for f in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"usage error: not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"usage error: {out} exists (use --force to overwrite it)", file=sys.stderr)
+        return 2
+    text = starter_profile(args.smo, paths)
+    out.write_text(text, encoding="utf-8")
+    try:
+        load_profile(out)
+        state = "it loads; review every 'guess' and 'REVIEW' comment"
+    except ProfileError as exc:
+        state = f"it does not load yet ({exc}); complete it by hand"
+    print(f"wrote {out} from {len(paths)} file(s): {state}, then run check-delivery.")
+    return 0
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -122,8 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-delivery", help="dry-run the delivery gate on files")
     check.add_argument("--smo", required=True, help="SMO id (the profile's smo_id)")
     check.add_argument("--profile", help="profile YAML (default: $SMO_PROFILES_DIR/<SMO>.yaml)")
+    check.add_argument(
+        "--out", metavar="DIR", help="write the rows that would load as DIR/<feed>.parquet"
+    )
     check.add_argument("files", nargs="+", metavar="FILE")
     check.set_defaults(func=check_delivery_command)
+    profile = sub.add_parser("profile", help="profile helpers")
+    profile_sub = profile.add_subparsers(dest="profile_command", required=True)
+    init = profile_sub.add_parser("init", help="write a starter profile from sample files")
+    init.add_argument("--smo", required=True, help="SMO (or EDC source) id for the profile")
+    init.add_argument("--out", required=True, metavar="PROFILE.yaml")
+    init.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    init.add_argument("files", nargs="+", metavar="FILE")
+    init.set_defaults(func=profile_init_command)
     gen = sub.add_parser("generate", help="write a synthetic SMO portfolio")
     gen.add_argument(
         "--scale", default="demo", help="demo, large, or a multiplier of demo (e.g. 4)"
@@ -146,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return args.func(args)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

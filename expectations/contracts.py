@@ -71,6 +71,18 @@ RULES: dict[str, Rule] = {
             "quarantined unopened and never followed.",
         ),
         Rule("file.study_mismatch", "Rows belong to a study other than the one the file is for."),
+        Rule(
+            "sdtm.domain_unrecognized",
+            "An SDTM delivery file is not one of the domains DM, DS, SV, DV, SUPPDV.",
+        ),
+        Rule(
+            "sdtm.domain_missing",
+            "An SDTM delivery lacks a domain it needs (DM, DS, SV; DV for SUPPDV) or has one twice.",
+        ),
+        Rule(
+            "sdtm.unknown_term",
+            "A DSDECOD disposition term the profile does not classify (never guessed).",
+        ),
         Rule("column.missing", "A required canonical column is not in the file."),
         Rule("column.unmapped", "A column is neither mapped nor dropped by the profile."),
         Rule("column.duplicate", "Two file columns map onto the same canonical column."),

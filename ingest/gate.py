@@ -13,18 +13,20 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from expectations.contracts import FAILURE_SCHEMA, RULES, Plausibility, feed_schema, validate
-from expectations.feeds import FEEDS, Feed
+from expectations.feeds import FEEDS, PRECISION_SUFFIX, Feed
 from expectations.identifiers import direct_identifier_kind
 from ingest.plausibility import plausibility as default_plausibility
 from ingest.profiles import (
     EXCEL_SERIAL,
     EXCEL_SERIAL_MAX,
+    ISO_DATE,
     FeedProfile,
     FileOptions,
     Profile,
@@ -180,10 +182,18 @@ def check_delivery(
     matched = profile.feed_for(path.name)
     if matched is None:
         patterns = ", ".join(f"{f.feed}: {f.file_pattern}" for f in profile.feeds.values())
+        sdtm = (
+            f" The profile reads CDISC SDTM domains ({profile.sdtm.file_pattern}) as one "
+            "delivery of several files, which only `smo-oversight check-delivery` takes so far; "
+            "the inbox does not group domain files yet."
+            if profile.sdtm is not None
+            else ""
+        )
         result.add(
             Problem(
                 "file.name_unrecognized",
-                f"'{path.name}' matches no file pattern of profile {profile.smo_id} ({patterns}).",
+                f"'{path.name}' matches no file pattern of profile {profile.smo_id} ({patterns})."
+                + sdtm,
             )
         )
         return result
@@ -234,7 +244,25 @@ def check_delivery(
         )
         return result
     result.row_count = raw.frame.height
+    raw = _null_values(raw, feed_profile.file)
     raw = _strip_identifiers(raw, feed_profile, result)
+    return check_rows(raw, feed_profile, result, roster=roster, plausibility=plausibility)
+
+
+def check_rows(
+    raw: RawFrame,
+    feed_profile: FeedProfile,
+    result: GateResult,
+    *,
+    roster: frozenset[str] | None,
+    plausibility: Plausibility | None = None,
+) -> GateResult:
+    """The gate after reading: header, codes, parsing and the feed contract, into `result`.
+
+    Shared by `check_delivery` (one file) and the SDTM adapter (`ingest.sdtm`), which builds
+    the text rows of a canonical feed from several domain files.
+    """
+    feed = FEEDS[feed_profile.feed]
     unread = _record_unread_cells(raw, feed_profile, feed, result)
 
     renames = _check_header(raw, feed_profile, feed, result)
@@ -266,6 +294,18 @@ def check_delivery(
         if feed.per_study:
             result.studies = sorted(typed.get_column("study_id").unique().to_list())
     return result
+
+
+def _null_values(raw: RawFrame, opts: FileOptions) -> RawFrame:
+    """The profile's missing-value tokens (`null_values`, compared trimmed) become empty cells."""
+    if not opts.null_values:
+        return raw
+    tokens = pl.Series(opts.null_values, dtype=pl.Utf8)
+    frame = raw.frame.with_columns(
+        pl.when(pl.col(c).str.strip_chars().is_in(tokens).not_()).then(pl.col(c)).alias(c)
+        for c in raw.frame.columns
+    )
+    return dataclasses.replace(raw, frame=frame)
 
 
 def _strip_identifiers(raw: RawFrame, feed_profile: FeedProfile, result: GateResult) -> RawFrame:
@@ -387,6 +427,14 @@ def _parse(
                 date = pl.lit(EXCEL_EPOCH) + pl.duration(days=offset)
                 valid = whole & days.is_between(1, EXCEL_SERIAL_MAX[False]) & (days != 60)
             return pl.when(valid).then(date.cast(pl.Date))
+        if fmt == ISO_DATE and feed_profile.partial_dates == "first_day":
+            expr = (
+                pl.when(expr.str.contains(_ISO_YEAR))
+                .then(expr + "-01-01")
+                .when(expr.str.contains(_ISO_MONTH))
+                .then(expr + "-01")
+                .otherwise(expr)
+            )
         parsed = expr.str.to_date(fmt, strict=False)
         exact = expr.str.contains(date_format_regex(fmt))
         return pl.when(exact & (parsed >= dt.date(1, 1, 1))).then(parsed)
@@ -412,6 +460,22 @@ def _parse(
             .otherwise(None)
         )
     return expr
+
+
+_ISO_YEAR = r"^[0-9]{4}$"
+_ISO_MONTH = r"^[0-9]{4}-[0-9]{2}$"
+
+
+def _precision(text: pl.Expr) -> pl.Expr:
+    """How much of an ISO 8601 date was given: day, month or year (null when none or invalid)."""
+    return (
+        pl.when(text.str.contains(date_format_regex(ISO_DATE)))
+        .then(pl.lit("day"))
+        .when(text.str.contains(_ISO_MONTH))
+        .then(pl.lit("month"))
+        .when(text.str.contains(_ISO_YEAR))
+        .then(pl.lit("year"))
+    )
 
 
 def _to_canonical(
@@ -442,6 +506,8 @@ def _to_canonical(
             if col.dtype != "str":
                 present.append(col.name)
                 exprs.append(text.is_not_null().alias(f"{_FLAG}{col.name}"))
+            if col.dtype == "date" and feed_profile.partial_dates == "first_day":
+                exprs.append(_precision(text).alias(f"{col.name}{PRECISION_SUFFIX}"))
         elif col.name in feed_profile.constants:
             text = pl.lit(feed_profile.constants[col.name], dtype=pl.Utf8)
         elif col.name == "study_id" and file_study is not None:
@@ -454,7 +520,15 @@ def _to_canonical(
     both = both.with_columns(
         (pl.col(f"{_FLAG}{c}") & pl.col(c).is_null()).alias(f"{_FLAG}{c}") for c in present
     )
-    typed = both.select(feed.column_names)
+    precision = [c for c in both.columns if c.endswith(PRECISION_SUFFIX)]
+    # A precision is kept only beside a date that parsed.
+    typed = both.select(
+        *feed.column_names,
+        *(
+            pl.when(pl.col(c.removesuffix(PRECISION_SUFFIX)).is_not_null()).then(pl.col(c)).alias(c)
+            for c in precision
+        ),
+    )
     flag_columns = [c for c in both.columns if c.startswith(_FLAG)]
     if not flag_columns or not both.select(pl.any_horizontal(flag_columns).any()).item():
         return typed, pl.DataFrame(schema=FAILURE_SCHEMA)
@@ -604,6 +678,16 @@ def _value_message(
                 return (
                     f"{label}: '{value}' is not an Excel serial day number (a whole number of "
                     f"days, 1 to {EXCEL_SERIAL_MAX[False]:,}, i.e. up to 9999-12-31)"
+                )
+            if (
+                fmt == ISO_DATE
+                and feed_profile.partial_dates == "reject"
+                and value is not None
+                and (re.fullmatch(_ISO_YEAR, value) or re.fullmatch(_ISO_MONTH, value))
+            ):
+                return (
+                    f"{label}: '{value}' is a partial ISO 8601 date; the profile rejects partial "
+                    "dates (partial_dates: first_day reads it as the first day with a precision)"
                 )
             return f"{label}: '{value}' is not a date in the declared format {fmt}"
         if dtype in ("int", "float") and opts.type == "csv":

@@ -20,6 +20,9 @@ from expectations.identifiers import direct_identifier_kind
 
 FileType = Literal["csv", "xlsx", "xport"]
 Scope = Literal["study", "all_studies"]
+PartialDates = Literal["reject", "first_day"]
+#: The date format under which ISO 8601 partial dates (`2014-03`, `2014`) may be accepted.
+ISO_DATE = "%Y-%m-%d"
 
 EXCEL_SERIAL = "excel_serial"
 #: Date formats a profile may declare (strftime syntax, plus Excel serial day numbers).
@@ -110,6 +113,9 @@ class FileOptions:
     sheet: str | None = None
     #: 1-based row number of the header in a workbook (rows above it are a title block).
     header_row: int = 1
+    #: Cell texts that mean "no value" (e.g. `NA`), besides an empty cell; compared after
+    #: trimming spaces, in every column. SAS XPORT blank character values are always missing.
+    null_values: tuple[str, ...] = ()
 
     @property
     def decimal_comma(self) -> bool:
@@ -129,6 +135,9 @@ class FeedProfile:
     drop: frozenset[str]
     #: Identifier columns removed as soon as the file is read; the stored copy is redacted.
     strip_identifiers: frozenset[str] = frozenset()
+    #: ISO 8601 partial dates (`2014-03`, `2014`): rejected, or read as the first day of the
+    #: month or year with `<column>_precision` saying how much of the date was given.
+    partial_dates: PartialDates = "reject"
     _regex: re.Pattern[str] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def match(self, file_name: str) -> dict[str, str] | None:
@@ -149,6 +158,8 @@ class Profile:
     description: str
     feeds: dict[str, FeedProfile]
     path: Path
+    #: A CDISC SDTM source (`ingest.sdtm.SdtmSpec`): a delivery is a set of domain files.
+    sdtm: Any = None
 
     def feed_for(self, file_name: str) -> tuple[FeedProfile, dict[str, str]] | None:
         for feed_profile in self.feeds.values():
@@ -179,7 +190,9 @@ def _pattern_regex(pattern: str, where: str, path: Path) -> re.Pattern[str]:
             out.append(".*?")
             continue
         name, fmt = m.group(1), m.group(2)
-        if name == "study_id":
+        if name == "domain":
+            out.append(r"(?P<domain>[A-Za-z]{2}|supp[A-Za-z]{2})")
+        elif name == "study_id":
             out.append(r"(?P<study_id>[A-Za-z0-9][A-Za-z0-9._-]*?)")
         elif name == "delivery_date":
             if not fmt:
@@ -192,7 +205,10 @@ def _pattern_regex(pattern: str, where: str, path: Path) -> re.Pattern[str]:
             out.append(f"(?P<delivery_date>{body})")
         else:
             raise ProfileError(
-                path, where, f"unknown placeholder {{{name}}} (use study_id, delivery_date)"
+                path,
+                where,
+                f"unknown placeholder {{{name}}} (use study_id, delivery_date; domain in "
+                "sdtm.file_pattern)",
             )
     out.append(re.escape(pattern[pos:]))
     return re.compile("".join(out), re.IGNORECASE)
@@ -218,6 +234,13 @@ def _check_keys(value: dict, allowed: set[str], path: Path, where: str) -> None:
 def _file_options(raw: dict, base: FileOptions, path: Path, where: str) -> FileOptions:
     _check_keys(raw, {*FileOptions.__dataclass_fields__, "decimal_comma"}, path, where)
     raw = dict(raw)
+    if "null_values" in raw:
+        tokens = raw["null_values"]
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise ProfileError(
+                path, f"{where}.null_values", 'expected a list of texts, e.g. ["", "NA"]'
+            )
+        raw["null_values"] = tuple(dict.fromkeys(t.strip() for t in tokens))
     if "decimal_comma" in raw:  # the older spelling of `decimal: ","`
         flag = raw.pop("decimal_comma")
         if not isinstance(flag, bool):
@@ -291,12 +314,34 @@ FEED_KEYS = {
     "constants",
     "drop",
     "strip_identifiers",
+    "partial_dates",
 }
-TOP_KEYS = {"smo_id", "profile_version", "description", "file", "date_format", "feeds"}
+TOP_KEYS = {
+    "smo_id",
+    "profile_version",
+    "description",
+    "file",
+    "date_format",
+    "partial_dates",
+    "feeds",
+    "sdtm",
+}
+
+
+def _partial_dates(value: Any, path: Path, where: str) -> PartialDates:
+    if value not in ("reject", "first_day"):
+        raise ProfileError(path, where, f"'{value}' is not one of reject, first_day")
+    return value
 
 
 def _feed_profile(
-    name: str, raw: dict, base_file: FileOptions, base_date: str | None, smo_id: str, path: Path
+    name: str,
+    raw: dict,
+    base_file: FileOptions,
+    base_date: str | None,
+    smo_id: str,
+    path: Path,
+    base_partial: PartialDates = "reject",
 ) -> FeedProfile:
     where = f"feeds.{name}"
     if name not in FEEDS:
@@ -316,6 +361,10 @@ def _feed_profile(
     if scope == "study" and "{study_id}" not in pattern:
         raise ProfileError(
             path, f"{where}.file_pattern", "a study-scoped feed needs {study_id} in its pattern"
+        )
+    if "{domain}" in pattern:
+        raise ProfileError(
+            path, f"{where}.file_pattern", "{domain} belongs in sdtm.file_pattern only"
         )
     regex = _pattern_regex(pattern, f"{where}.file_pattern", path)
     file_opts = _file_options(
@@ -390,6 +439,15 @@ def _feed_profile(
                 "strip_identifiers",
             )
     strip = _strip_identifiers(raw.get("strip_identifiers"), path, where)
+    partial = _partial_dates(raw.get("partial_dates", base_partial), path, f"{where}.partial_dates")
+    if partial == "first_day":
+        for col, fmt in date_formats.items():
+            if fmt != ISO_DATE:
+                raise ProfileError(
+                    path,
+                    f"{where}.date_formats.{col}",
+                    f"partial_dates: first_day reads ISO 8601 dates only; declare {ISO_DATE}",
+                )
     return FeedProfile(
         feed=name,
         file_pattern=pattern,
@@ -401,6 +459,7 @@ def _feed_profile(
         constants=constants,
         drop=frozenset(str(d) for d in drop),
         strip_identifiers=strip,
+        partial_dates=partial,
         _regex=regex,
     )
 
@@ -445,12 +504,26 @@ def load_profile(path: Path | str) -> Profile:
     base_date = raw.get("date_format")
     if base_date is not None:
         base_date = _check_date_format(base_date, path, "date_format")
+    base_partial = _partial_dates(raw.get("partial_dates", "reject"), path, "partial_dates")
     feeds_raw = _mapping(raw.get("feeds"), path, "feeds")
-    if not feeds_raw:
+    sdtm = None
+    if "sdtm" in raw:
+        from ingest.sdtm import parse_sdtm_spec
+
+        sdtm = parse_sdtm_spec(
+            _mapping(raw["sdtm"], path, "sdtm"), base_file, base_partial, smo_id, path
+        )
+    if not feeds_raw and sdtm is None:
         raise ProfileError(path, "feeds", "required: at least one feed")
     feeds = {
         name: _feed_profile(
-            name, _mapping(body, path, f"feeds.{name}"), base_file, base_date, smo_id, path
+            name,
+            _mapping(body, path, f"feeds.{name}"),
+            base_file,
+            base_date,
+            smo_id,
+            path,
+            base_partial,
         )
         for name, body in feeds_raw.items()
     }
@@ -460,6 +533,7 @@ def load_profile(path: Path | str) -> Profile:
         description=str(raw.get("description", "")),
         feeds=feeds,
         path=path,
+        sdtm=sdtm,
     )
 
 

@@ -916,9 +916,11 @@ def _read_xport(path: Path, opts: FileOptions) -> RawFrame:
     frame = pl.from_pandas(pdf)
     # Numeric SAS variables arrive as floats: VISITNUM 3.0 becomes the text "3", 3.1 stays "3.1".
     floats = (pl.Float32, pl.Float64)
+    text = pl.exclude(*floats).cast(pl.Utf8)
     frame = frame.with_columns(
         pl.col(*floats).cast(pl.Utf8).str.replace(r"\.0$", ""),
-        pl.exclude(*floats).cast(pl.Utf8),
+        # SAS has no empty string: a blank character value is SAS's missing value.
+        pl.when(text.str.strip_chars(" ").str.len_bytes() > 0).then(text).name.keep(),
     )
     frame = _strip(frame)
     return RawFrame(

@@ -64,6 +64,7 @@ create table if not exists ops.current_deliveries (
 
 def raw_table_ddl(feed: Feed) -> str:
     columns = [f"{c.name} {SQL_TYPES[c.dtype]}" for c in feed.columns]
+    columns += [f"{c} VARCHAR" for c in feed.precision_columns]
     columns += ["_delivery_id BIGINT NOT NULL", "_source_row INTEGER NOT NULL"]
     return f"create table if not exists raw.{feed.name} (\n    " + ",\n    ".join(columns) + "\n)"
 
@@ -76,6 +77,11 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     ensure_gate_results(con)
     for feed in FEEDS.values():
         con.execute(raw_table_ddl(feed))
+        # Columns added since a warehouse was created (all optional, so null in older rows).
+        added = [(c.name, SQL_TYPES[c.dtype]) for c in feed.columns if not c.required]
+        added += [(c, "VARCHAR") for c in feed.precision_columns]
+        for column, sql_type in added:
+            con.execute(f"alter table raw.{feed.name} add column if not exists {column} {sql_type}")
 
 
 def delivery_gate_rows(
