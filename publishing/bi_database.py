@@ -23,6 +23,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from core.crash_points import crash_point
+
 PUBLISHED_NAME = "oversight.duckdb"
 STORAGE_VERSION = "v1.5.0"
 META_TABLE = "meta"
@@ -100,6 +102,20 @@ def read_published(publish_dir: Path, table: str) -> pd.DataFrame | None:
             else ""
         )
         return con.execute(f'select * from "{table}"{latest}').df()
+
+
+def published_run_id(publish_dir: Path) -> str | None:
+    """The Dagster run that wrote the current publish (meta.dagster_run_id); None before the
+    first publish or when the file cannot be read."""
+    path = published_path(publish_dir)
+    if not path.exists():
+        return None
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            rows = con.execute(f"select dagster_run_id from {META_TABLE}").fetchall()
+    except duckdb.Error:
+        return None
+    return rows[0][0] if rows else None
 
 
 def remove_leftovers(publish_dir: Path) -> list[Path]:
@@ -181,6 +197,7 @@ def publish(
     finally:
         con.execute("detach bi_new")
 
+    crash_point("publish_swap")
     os.replace(temp, final)  # the moment readers switch
     _fsync(publish_dir)
     for part, target in staged:

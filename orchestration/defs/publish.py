@@ -12,6 +12,7 @@ import json
 import dagster as dg
 
 from core.catalog import table_exists
+from core.crash_points import crash_point
 from core.gate_results import record_gate_results
 from core.settings import PROJECT_ROOT, load_settings
 from core.tables import markdown_table
@@ -66,6 +67,7 @@ def _gate_check(mart: str) -> dg.AssetChecksDefinition:
         "values within their possible ranges, nothing published before has disappeared.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
+        crash_point("publish_gate")
         previous = read_published(load_settings().publish_dir, mart)
         previous_entities = entities(previous, rules.entity) if previous is not None else None
         with warehouse.connect() as con:
@@ -159,6 +161,7 @@ def _registry_timestamp(con) -> str | None:
     "replaced atomically; runs only when every upstream gate passed.",
 )
 def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
+    crash_point("publish")
     settings = load_settings()
     with warehouse.connect() as con:
         as_of = con.execute("select max(as_of_date) from marts.deliveries_used").fetchall()[0][0]
