@@ -39,6 +39,8 @@ META_COLUMNS = {
     "deliveries_included": "integer",
     "delivery_ids": "varchar",
     "registry_data_timestamp": "varchar",
+    "registry_stale": "boolean",
+    "registry_stale_reason": "varchar",
 }
 
 

@@ -147,3 +147,33 @@ def test_a_run_killed_holding_the_writer_slot_is_failed_and_the_next_run_complet
         held = instance.event_log_storage.get_concurrency_info("duckdb_writer")
         assert not held.claimed_slots
 
+
+def test_a_failing_registry_never_blocks_the_smo_marts(refreshed_env: Path, dagster_instance):
+    publish_dir = refreshed_env / "publish"
+    with duckdb.connect(str(publish_dir / "oversight.duckdb"), read_only=True) as con:
+        registry_before = con.execute("select registry_data_timestamp from meta").fetchall()
+    # A truncated registry answer (the replay source's /version, as a cut connection would)
+    version = refreshed_env / "data" / "registry" / "version.json"
+    version.write_text(version.read_text()[:20])
+
+    # a rebuild (forced, as new deliveries would) with the registry failing
+    result = dg.execute_job(
+        dg.reconstructable(refresh_job), instance=dagster_instance, tags={"smo/rebuild": "true"}
+    )
+
+    assert result.success
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey(["bi", "oversight"]) in materialized
+    [current] = [c for c in result.get_asset_check_evaluations()
+                 if c.check_name == "registry_current"]  # fmt: skip
+    assert not current.passed and "nothing stored" in current.description
+    with duckdb.connect(str(publish_dir / "oversight.duckdb"), read_only=True) as con:
+        run_id, stamp, stale, reason = con.execute(
+            "select dagster_run_id, registry_data_timestamp, registry_stale, "
+            "registry_stale_reason from meta"
+        ).fetchall()[0]
+    assert run_id == result.run_id
+    assert [(stamp,)] == registry_before  # the previous snapshot's data timestamp
+    assert stale is True and "version" in reason
+    report = (publish_dir / "oversight-report.html").read_text()
+    assert f'registry data {stamp} <strong class="stale">(STALE: registry fetch failing' in report

@@ -23,6 +23,7 @@ from expectations.publish_gate import (
     validate_freshness,
     validate_mart,
 )
+from ingest.registry import store as registry_store
 from orchestration.lib.dbt import load_manifest
 from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 from publishing.bi_database import code_version, publish, read_published
@@ -164,6 +165,9 @@ def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
     crash_point("publish")
     settings = load_settings()
     with warehouse.connect() as con:
+        stale = registry_store.stale_reason(con)
+        if stale:
+            context.log.warning(f"Publishing with stale registry data: {stale}")
         as_of = con.execute("select max(as_of_date) from marts.deliveries_used").fetchall()[0][0]
         deliveries = [
             d
@@ -188,6 +192,8 @@ def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
             "deliveries_included": len(deliveries),
             "delivery_ids": json.dumps(deliveries),
             "registry_data_timestamp": _registry_timestamp(con),
+            "registry_stale": stale is not None,
+            "registry_stale_reason": stale,
         }
         result = publish(
             con,
