@@ -106,18 +106,27 @@ def read_published(publish_dir: Path, table: str) -> pd.DataFrame | None:
         return con.execute(f'select * from "{table}"{latest}').df()
 
 
-def published_run_id(publish_dir: Path) -> str | None:
-    """The Dagster run that wrote the current publish (meta.dagster_run_id); None before the
-    first publish or when the file cannot be read."""
+def _published_meta(publish_dir: Path, column: str) -> str | None:
     path = published_path(publish_dir)
     if not path.exists():
         return None
     try:
         with duckdb.connect(str(path), read_only=True) as con:
-            rows = con.execute(f"select dagster_run_id from {META_TABLE}").fetchall()
+            rows = con.execute(f"select {column} from {META_TABLE}").fetchall()
     except duckdb.Error:
         return None
     return rows[0][0] if rows else None
+
+
+def published_run_id(publish_dir: Path) -> str | None:
+    """The Dagster run that wrote the current publish (meta.dagster_run_id); None before the
+    first publish or when the file cannot be read."""
+    return _published_meta(publish_dir, "dagster_run_id")
+
+
+def published_publish_id(publish_dir: Path) -> str | None:
+    """The current publish's id (meta.publish_id); None before the first publish."""
+    return _published_meta(publish_dir, "publish_id")
 
 
 def remove_leftovers(publish_dir: Path) -> list[Path]:

@@ -20,7 +20,8 @@ import pytest
 from core.settings import PROJECT_ROOT
 from orchestration.demo import refresh_job
 from orchestration.instance import ensure_dagster_home
-from publishing.bi_database import META_TABLE, published_run_id
+from publishing.bi_database import META_TABLE, published_publish_id, published_run_id
+from publishing.report import report_matches
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +178,27 @@ def test_a_failing_registry_never_blocks_the_smo_marts(refreshed_env: Path, dags
     assert stale is True and "version" in reason
     report = (publish_dir / "oversight-report.html").read_text()
     assert f'registry data {stamp} <strong class="stale">(STALE: registry fetch failing' in report
+
+
+def test_a_report_left_behind_by_a_kill_after_the_publish_is_regenerated(
+    refreshed_env: Path, persistent_home: Path
+):
+    publish_dir = refreshed_env / "publish"
+    old_report = (publish_dir / "oversight-report.html").read_bytes()
+    # killed after the new publish, between the report of this publish and the latest report
+    run_killed_refresh("report", "smo/rebuild=true")
+    publish_id = published_publish_id(publish_dir)
+    assert (publish_dir / "oversight-report.html").read_bytes() == old_report
+    assert not report_matches(publish_dir)
+
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
+        assert result.success
+        said = [e.message for e in instance.all_logs(result.run_id) if "regenerated" in e.message]
+    assert said and publish_id in said[0]
+    assert report_matches(publish_dir)
+    assert f"Publish {publish_id} " in (publish_dir / "oversight-report.html").read_text()
+    # the killed run held no pool slot (the report is outside the pool) and is failed too
+    with dg.DagsterInstance.get() as instance:
+        statuses = {run.run_id: run.status for run in instance.get_runs()}
+    assert sorted(s.value for s in statuses.values()) == ["FAILURE", "SUCCESS"]

@@ -24,6 +24,7 @@ from orchestration.lib.rebuild_fingerprint import (
 )
 from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 from publishing.bi_database import published_path, published_run_id
+from publishing.report import report_matches, write_report
 
 #: Run tag that forces a rebuild even when nothing the build reads has changed.
 REBUILD_TAG = "smo/rebuild"
@@ -99,7 +100,14 @@ def warehouse_models(
         published_by = published_run_id(settings.publish_dir)
         if published_by == previous[1]:
             # Nothing to yield: the marts, their checks, the publish and the report stay as the
-            # last complete build left them (Dagster skips everything downstream).
+            # last complete build left them (Dagster skips everything downstream). A report left
+            # behind by a run killed after its publish is rendered again from the BI file.
+            if not report_matches(settings.publish_dir):
+                report = write_report(settings.publish_dir, keep=settings.publish_keep)
+                context.log.warning(
+                    f"The oversight report did not match the published file (publish "
+                    f"{report.publish_id}): regenerated {report.latest}."
+                )
             context.log.info(
                 f"Nothing dbt reads has changed since run {previous[1]} (no new deliveries, "
                 f"registry versions, project or code changes), and that build is the one "

@@ -3,8 +3,8 @@ machine restart) keeps its `duckdb_writer` slot and stays STARTED, so every late
 the slot forever and the failure alert never fires.
 
 Every run records where its steps execute (run tags `smo/worker_host`, `smo/worker_pid`) as its
-executor starts, and first looks at the runs that hold or wait for a concurrency slot: a run on
-this host whose process no longer exists is marked FAILURE (the failure alert fires) and its
+executor starts, and first looks at the runs that are STARTED or hold or wait for a concurrency
+slot: a run on this host whose process no longer exists is marked FAILURE (the failure alert fires) and its
 slots are freed; a finished run still holding slots has them freed. Runs on another host, or
 without the tags, are left to Dagster's run monitoring (orchestration/dagster.yaml).
 """
@@ -46,10 +46,15 @@ def record_worker(instance: dg.DagsterInstance, run_id: str) -> None:
 def release_dead_runs(instance: dg.DagsterInstance, current_run_id: str | None) -> Iterator[str]:
     """Free the slots of runs that are no longer alive; yield one line per run released."""
     storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits:
-        return
+    holding = (
+        storage.get_concurrency_run_ids() if storage.supports_global_concurrency_limits else set()
+    )
+    started = {
+        run.run_id
+        for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    }
     host = socket.gethostname()
-    for run_id in sorted(storage.get_concurrency_run_ids() - {current_run_id}):
+    for run_id in sorted((holding | started) - {current_run_id}):
         run = instance.get_run_by_id(run_id)
         if run is None:
             storage.free_concurrency_slots_for_run(run_id)
@@ -71,7 +76,7 @@ def release_dead_runs(instance: dg.DagsterInstance, current_run_id: str | None) 
         )
         storage.free_concurrency_slots_for_run(run_id)
         yield (
-            f"Run {run_id} ({run.job_name}) held a concurrency slot but its process {pid} on "
+            f"Run {run_id} ({run.job_name}) was {run.status.value} but its process {pid} on "
             f"{host} is gone: marked FAILURE and its slots freed."
         )
 
