@@ -43,6 +43,8 @@ class Settings:
     registry_nct_ids: tuple[str, ...]
     peer_start_within_years: int
     peer_cohort_max: int
+    #: Wall-clock bound on one registry fetch, retries and waits included (seconds).
+    registry_budget_seconds: float
     #: Published BI databases kept (the current one included) under publish_dir/history.
     publish_keep: int
     #: Publish gate: an SMO whose newest delivery is more days behind the as-of date blocks.
@@ -93,6 +95,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         peer_start_within_years=int(env.get("SMO_PEER_START_WITHIN_YEARS") or 10),
         peer_cohort_max=int(env.get("SMO_PEER_COHORT_MAX") or 200),
+        registry_budget_seconds=float(env.get("SMO_REGISTRY_BUDGET_SECONDS") or 300),
         publish_keep=max(1, int(env.get("SMO_PUBLISH_KEEP") or 5)),
         freshness_max_days=int(env.get("SMO_FRESHNESS_MAX_DAYS") or 14),
         weekly_cron=env.get("SMO_WEEKLY_CRON") or "0 6 * * 1",

@@ -23,6 +23,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from core.crash_points import crash_point
+
 PUBLISHED_NAME = "oversight.duckdb"
 STORAGE_VERSION = "v1.5.0"
 META_TABLE = "meta"
@@ -37,6 +39,8 @@ META_COLUMNS = {
     "deliveries_included": "integer",
     "delivery_ids": "varchar",
     "registry_data_timestamp": "varchar",
+    "registry_stale": "boolean",
+    "registry_stale_reason": "varchar",
 }
 
 
@@ -100,6 +104,29 @@ def read_published(publish_dir: Path, table: str) -> pd.DataFrame | None:
             else ""
         )
         return con.execute(f'select * from "{table}"{latest}').df()
+
+
+def _published_meta(publish_dir: Path, column: str) -> str | None:
+    path = published_path(publish_dir)
+    if not path.exists():
+        return None
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            rows = con.execute(f"select {column} from {META_TABLE}").fetchall()
+    except duckdb.Error:
+        return None
+    return rows[0][0] if rows else None
+
+
+def published_run_id(publish_dir: Path) -> str | None:
+    """The Dagster run that wrote the current publish (meta.dagster_run_id); None before the
+    first publish or when the file cannot be read."""
+    return _published_meta(publish_dir, "dagster_run_id")
+
+
+def published_publish_id(publish_dir: Path) -> str | None:
+    """The current publish's id (meta.publish_id); None before the first publish."""
+    return _published_meta(publish_dir, "publish_id")
 
 
 def remove_leftovers(publish_dir: Path) -> list[Path]:
@@ -181,6 +208,7 @@ def publish(
     finally:
         con.execute("detach bi_new")
 
+    crash_point("publish_swap")
     os.replace(temp, final)  # the moment readers switch
     _fsync(publish_dir)
     for part, target in staged:

@@ -24,8 +24,9 @@ from typing import Any, Generic, TypeVar
 
 import duckdb
 
+from core.crash_points import crash_point
 from publishing import report_data, report_html
-from publishing.bi_database import published_path
+from publishing.bi_database import published_path, published_publish_id
 from publishing.report_data import Headline
 from publishing.report_html import SectionHtml, headline_markdown
 
@@ -107,6 +108,17 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(temp, path)
 
 
+def report_matches(publish_dir: Path) -> bool:
+    """Whether `oversight-report.html` is the report of the current publish (True before the
+    first publish): a run killed between the publish and the report leaves it behind."""
+    publish_id = published_publish_id(publish_dir)
+    if publish_id is None:
+        return True
+    latest = publish_dir / REPORT_NAME
+    this = publish_dir / REPORTS_DIR / f"oversight-report-{publish_id}.html"
+    return latest.exists() and this.exists() and latest.read_bytes() == this.read_bytes()
+
+
 def write_report(publish_dir: Path, *, keep: int) -> ReportResult:
     """Render the current publish and write it beside the BI file; keep the last `keep`."""
     publish_id, html, top, charts, scorecard_md = render(published_path(publish_dir))
@@ -114,6 +126,7 @@ def write_report(publish_dir: Path, *, keep: int) -> ReportResult:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"oversight-report-{publish_id}.html"
     _write_atomic(path, html)
+    crash_point("report")
     latest = publish_dir / REPORT_NAME
     _write_atomic(latest, html)
     for old in sorted(folder.glob("oversight-report-*.html"))[:-keep]:

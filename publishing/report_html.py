@@ -604,7 +604,14 @@ def page(meta: dict, top: Headline, sections: list[tuple[str, str, SectionHtml]]
         f"{escape(str(meta['published_at']))[:19]} UTC · code {escape(str(meta['code_version']))}"
         f" · KRI definitions {escape(str(meta['kri_definitions_version']))} · "
         f"{meta['deliveries_included']} deliveries · registry data "
-        f"{escape(str(meta['registry_data_timestamp'] or 'not fetched'))}. "
+        f"{escape(str(meta['registry_data_timestamp'] or 'not fetched'))}"
+        + (
+            f' <strong class="stale">(STALE: {escape(str(meta.get("registry_stale_reason")))})'
+            "</strong>"
+            if meta.get("registry_stale")
+            else ""
+        )
+        + ". "
         "Every number comes from the published marts, which passed the delivery, warehouse and "
         "publish gates.</p>"
         f"<nav>{nav}</nav>{body}</body></html>"

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from orchestration.definitions import defs
+from orchestration.lib.run_health import in_process_releasing_dead_runs
 from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL
 
 WAREHOUSE_RESOURCES = {"warehouse", "dbt"}
@@ -20,7 +21,9 @@ def repo() -> dg.RepositoryDefinition:
 
 def test_definitions_load_with_the_refresh_job(repo):
     job = repo.get_job("oversight_refresh")
-    assert job.executor_def is dg.in_process_executor
+    # Dagster's in-process executor, preceded by freeing the pool slots of dead runs
+    assert job.executor_def is in_process_releasing_dead_runs
+    assert job.executor_def.name == dg.in_process_executor.name
     assert repo.asset_graph.get_all_asset_keys(), "no assets loaded"
 
 

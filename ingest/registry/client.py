@@ -360,7 +360,9 @@ class RegistryClient:
     `sleep`, `clock` and `rng` are injectable so tests can record waits instead of waiting.
     Retries stop after `max_retries` retries or when the next wait would take the time spent on
     one request past `max_retry_seconds`, whichever comes first. A `Retry-After` header replaces
-    the backoff for that wait, capped at `max_retry_after_seconds`.
+    the backoff for that wait, capped at `max_retry_after_seconds`. `budget_seconds` bounds the
+    whole fetch (every request, retry and wait from the first request on): no request starts and
+    no wait begins that would end past it, and each request's timeout is cut to what is left.
     """
 
     def __init__(
@@ -374,6 +376,7 @@ class RegistryClient:
         backoff_base_seconds: float = 1.0,
         max_backoff_seconds: float = 60.0,
         max_retry_after_seconds: float = 120.0,
+        budget_seconds: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -390,6 +393,8 @@ class RegistryClient:
         self.backoff_base_seconds = backoff_base_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.max_retry_after_seconds = max_retry_after_seconds
+        self.budget_seconds = budget_seconds
+        self._first_request_at: float | None = None
         self._sleep = sleep
         self._clock = clock
         self._rng = rng if rng is not None else random.Random(0x5EED)
@@ -490,6 +495,11 @@ class RegistryClient:
                 self._sleep(wait)
         self._last_request_at = self._clock()
 
+    def _budget_left(self) -> float | None:
+        if self.budget_seconds is None or self._first_request_at is None:
+            return None
+        return self.budget_seconds - (self._clock() - self._first_request_at)
+
     def _backoff(self, retry: int) -> float:
         """Full jitter: uniform(0, min(cap, base * 2**retry))."""
         ceiling = min(self.max_backoff_seconds, self.backoff_base_seconds * (2**retry))
@@ -499,13 +509,25 @@ class RegistryClient:
         url = self.base_url + path
         request = describe_request("GET", self._path(path), params)
         started = self._clock()
+        if self._first_request_at is None:
+            self._first_request_at = started
         retry = 0
+        problem = "not sent"
         while True:
             self._throttle()
+            left = self._budget_left()
+            if left is not None and left <= 0:
+                raise RegistryError(
+                    f"{problem if retry else 'not sent'}; the registry time budget "
+                    f"(budget_seconds={self.budget_seconds}) is spent",
+                    request=request,
+                    status=_status_of(problem),
+                )
             self.stats.requests += 1
             retry_after: float | None = None
+            timeout = self.timeout if left is None else min(self.timeout, left)
             try:
-                response = self._http.get(url, params=dict(params))
+                response = self._http.get(url, params=dict(params), timeout=timeout)
             except httpx.TimeoutException as exc:
                 self.stats.transport_errors += 1
                 problem = f"timed out ({type(exc).__name__}, timeout {self.timeout}s)"
@@ -542,6 +564,14 @@ class RegistryClient:
                     f"{problem}; gave up after {retry + 1} attempt(s) over {spent:.1f}s: "
                     f"waiting {delay:.1f}s more would exceed max_retry_seconds="
                     f"{self.max_retry_seconds}",
+                    request=request,
+                    status=_status_of(problem),
+                )
+            left = self._budget_left()
+            if left is not None and delay >= left:
+                raise RegistryError(
+                    f"{problem}; gave up after {retry + 1} attempt(s): waiting {delay:.1f}s more "
+                    f"would exceed the registry time budget (budget_seconds={self.budget_seconds})",
                     request=request,
                     status=_status_of(problem),
                 )

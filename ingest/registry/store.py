@@ -54,6 +54,13 @@ create table if not exists registry.fetches (
     requests            integer not null,
     retries             integer not null
 );
+create table if not exists registry.fetch_failures (
+    failed_at   timestamp not null,
+    source      varchar not null,
+    error       varchar not null,
+    run_id      varchar,
+    resolved_at timestamp           -- set by the next fetch that succeeds
+);
 """
 
 FLAT_TABLES = ("studies", "locations", "conditions", "interventions", "sponsors")
@@ -76,6 +83,43 @@ def _nct_id(record: dict[str, Any]) -> str | None:
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(DDL)
+
+
+def record_failure(
+    con: duckdb.DuckDBPyConnection, *, source_name: str, error: str, run_id: str | None
+) -> None:
+    """A fetch that failed: nothing of it is stored, the previous snapshot stays (stale)."""
+    con.execute(
+        "insert into registry.fetch_failures (failed_at, source, error, run_id) values (?, ?, ?, ?)",
+        [dt.datetime.now(dt.UTC).replace(tzinfo=None), source_name, error, run_id],
+    )
+
+
+def resolve_failures(con: duckdb.DuckDBPyConnection) -> None:
+    """A fetch succeeded (or found the registry unchanged): the snapshot is current again."""
+    con.execute(
+        "update registry.fetch_failures set resolved_at = ? where resolved_at is null",
+        [dt.datetime.now(dt.UTC).replace(tzinfo=None)],
+    )
+
+
+def stale_reason(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why the stored snapshot is stale (the oldest unresolved failed fetch), None if current."""
+    if not table_exists(con, "registry", "fetch_failures"):
+        return None
+    rows = con.execute(
+        """
+        select failed_at, error, count(*) over () from registry.fetch_failures
+        where resolved_at is null order by failed_at limit 1
+        """
+    ).fetchall()
+    if not rows:
+        return None
+    failed_at, error, failures = rows[0]
+    return (
+        f"registry fetch failing since {failed_at:%Y-%m-%d %H:%M} UTC ({failures} failed "
+        f"fetch(es)): {error}"
+    )
 
 
 def previous_data_timestamp(con: duckdb.DuckDBPyConnection) -> str | None:

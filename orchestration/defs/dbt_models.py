@@ -23,7 +23,8 @@ from orchestration.lib.rebuild_fingerprint import (
     record_build,
 )
 from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
-from publishing.bi_database import published_path
+from publishing.bi_database import published_path, published_run_id
+from publishing.report import report_matches, write_report
 
 #: Run tag that forces a rebuild even when nothing the build reads has changed.
 REBUILD_TAG = "smo/rebuild"
@@ -93,20 +94,38 @@ def warehouse_models(
         inputs = fingerprint(con, load_manifest())
         previous = last_build(con)
     forced = context.run.tags.get(REBUILD_TAG, "").lower() == "true"
+    settings = load_settings()
+    published = published_path(settings.publish_dir)
     if full and not forced and previous is not None and previous[0] == inputs:
-        # Nothing to yield: the marts, their checks, the publish and the report stay as the
-        # last complete build left them (Dagster skips everything downstream).
-        context.log.info(
-            f"Nothing dbt reads has changed since run {previous[1]} (no new deliveries, registry "
-            f"versions, project or code changes): dbt build skipped, the published marts stay. "
-            f"Tag a run {REBUILD_TAG}=true to rebuild anyway."
+        published_by = published_run_id(settings.publish_dir)
+        if published_by == previous[1]:
+            # Nothing to yield: the marts, their checks, the publish and the report stay as the
+            # last complete build left them (Dagster skips everything downstream). A report left
+            # behind by a run killed after its publish is rendered again from the BI file.
+            if not report_matches(settings.publish_dir):
+                report = write_report(settings.publish_dir, keep=settings.publish_keep)
+                context.log.warning(
+                    f"The oversight report did not match the published file (publish "
+                    f"{report.publish_id}): regenerated {report.latest}."
+                )
+            context.log.info(
+                f"Nothing dbt reads has changed since run {previous[1]} (no new deliveries, "
+                f"registry versions, project or code changes), and that build is the one "
+                f"published: dbt build skipped, the published marts stay. Tag a run "
+                f"{REBUILD_TAG}=true to rebuild anyway."
+            )
+            return
+        # The last passing build never reached the BI file (killed or failed between the build
+        # and the publish, or its publish gate failed): build again so the gates run and the
+        # publish reflects every accepted delivery in the ledger.
+        context.log.warning(
+            f"Nothing dbt reads has changed since run {previous[1]}, but that build was not "
+            f"published (the published file is from run {published_by or 'none'}): rebuilding "
+            f"so that the publish gate, the publish and the report run again."
         )
-        return
     # `build` interleaves tests with models, so a failing error-severity test stops everything
     # downstream of it inside dbt too, not only in Dagster.
     pulled = []
-    settings = load_settings()
-    published = published_path(settings.publish_dir)
     with warehouse.exported_to_dbt():
         for round_ in range(MAX_PULL_ROUNDS + 1):
             invocation = dbt.cli(["build"], context=context, raise_on_error=False)

@@ -12,6 +12,7 @@ import json
 import dagster as dg
 
 from core.catalog import table_exists
+from core.crash_points import crash_point
 from core.gate_results import record_gate_results
 from core.settings import PROJECT_ROOT, load_settings
 from core.tables import markdown_table
@@ -22,6 +23,7 @@ from expectations.publish_gate import (
     validate_freshness,
     validate_mart,
 )
+from ingest.registry import store as registry_store
 from orchestration.lib.dbt import load_manifest
 from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 from publishing.bi_database import code_version, publish, read_published
@@ -66,6 +68,7 @@ def _gate_check(mart: str) -> dg.AssetChecksDefinition:
         "values within their possible ranges, nothing published before has disappeared.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
+        crash_point("publish_gate")
         previous = read_published(load_settings().publish_dir, mart)
         previous_entities = entities(previous, rules.entity) if previous is not None else None
         with warehouse.connect() as con:
@@ -159,8 +162,12 @@ def _registry_timestamp(con) -> str | None:
     "replaced atomically; runs only when every upstream gate passed.",
 )
 def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
+    crash_point("publish")
     settings = load_settings()
     with warehouse.connect() as con:
+        stale = registry_store.stale_reason(con)
+        if stale:
+            context.log.warning(f"Publishing with stale registry data: {stale}")
         as_of = con.execute("select max(as_of_date) from marts.deliveries_used").fetchall()[0][0]
         deliveries = [
             d
@@ -185,6 +192,8 @@ def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
             "deliveries_included": len(deliveries),
             "delivery_ids": json.dumps(deliveries),
             "registry_data_timestamp": _registry_timestamp(con),
+            "registry_stale": stale is not None,
+            "registry_stale_reason": stale,
         }
         result = publish(
             con,

@@ -2,9 +2,11 @@
 
 Offline replay of recorded responses is the default (`SMO_REGISTRY_MODE=replay`, reading the
 generator's synthetic fixtures); `live` calls the API v2 with retries, backoff and about one
-request per second. Network failures that outlast the client's own retries are retried by
-Dagster (RetryPolicy); an unreadable response fails the run with a message naming the request,
-and nothing of that fetch is stored.
+request per second, the whole fetch bounded by `SMO_REGISTRY_BUDGET_SECONDS`. A registry that
+fails (unreachable, over budget, an unreadable response, the `/version` call included) never
+blocks the SMO marts: nothing of that fetch is stored, the step succeeds with the previous
+snapshot, the `registry_current` check warns with the error, and the publish marks the registry
+data stale (`meta.registry_stale`, the report) until a fetch succeeds again.
 """
 
 import dagster as dg
@@ -17,6 +19,7 @@ from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
 
 RAW_STUDIES_KEY = dg.AssetKey(["registry", "raw_studies"])
 FLAT_KEYS = {name: dg.AssetKey(["registry", name]) for name in registry_store.FLAT_TABLES}
+CURRENT_CHECK = "registry_current"
 DESCRIPTIONS = {
     "studies": "One row per registry study (newest version): status, phases, enrollment, dates "
     "with precision, sponsor, location count, role (portfolio or peer).",
@@ -30,8 +33,26 @@ DESCRIPTIONS = {
 
 def _source(settings):
     if settings.registry_mode == "live":
-        return RegistryClient(base_url=settings.registry_base_url), settings.registry_base_url
+        client = RegistryClient(
+            base_url=settings.registry_base_url, budget_seconds=settings.registry_budget_seconds
+        )
+        return client, settings.registry_base_url
     return ReplaySource(settings.registry_replay_dir), f"replay:{settings.registry_replay_dir}"
+
+
+def _current(passed: bool, description: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=RAW_STUDIES_KEY,
+        check_name=CURRENT_CHECK,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+    )
+
+
+def _flat_results(counts: dict[str, int]):
+    for name, key in FLAT_KEYS.items():
+        yield dg.MaterializeResult(asset_key=key, metadata={"dagster/row_count": counts[name]})
 
 
 @dg.multi_asset(
@@ -56,8 +77,15 @@ def _source(settings):
             for name, key in FLAT_KEYS.items()
         ],
     ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            CURRENT_CHECK,
+            asset=RAW_STUDIES_KEY,
+            description="The registry answered this run (WARN: when it did not, the marts are "
+            "built and published with the previous snapshot, marked stale).",
+        )
+    ],
     pool=WAREHOUSE_WRITER_POOL,
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL),
     description="Fetches the portfolio's registry records and peer cohorts (incrementally).",
 )
 def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
@@ -74,47 +102,59 @@ def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
             for nct_id, (role, record) in registry_store.latest_records(con).items()
             if role == "portfolio"
         }
-        if since is not None and set(portfolio_ids) <= set(stored):
-            stamp = source.data_timestamp()
-            if stamp == since:
-                # The registry has not changed since the last fetch (its dataTimestamp moves
-                # with every update), and no new study joined the rosters: nothing to ask.
-                context.log.info(f"registry data unchanged since {since}: nothing fetched")
-                yield dg.MaterializeResult(
-                    asset_key=RAW_STUDIES_KEY,
-                    metadata={"data_timestamp": stamp, "mode": settings.registry_mode,
-                              "unchanged_since": since, "records_fetched": 0},
-                )  # fmt: skip
-                counts = registry_store.flat_table_counts(con)
-                for name, key in FLAT_KEYS.items():
-                    yield dg.MaterializeResult(
-                        asset_key=key, metadata={"dagster/row_count": counts[name]}
-                    )
-                return
         try:
-            summary = registry_store.fetch_registry(
-                source,
-                portfolio_ids,
-                since=since,
-                stored=stored,
-                peer_start_within_years=settings.peer_start_within_years,
-                peer_cohort_max=settings.peer_cohort_max,
-            )
+            stamp = None
+            if since is not None and set(portfolio_ids) <= set(stored):
+                stamp = source.data_timestamp()
+            if stamp is None or stamp != since:
+                summary = registry_store.fetch_registry(
+                    source,
+                    portfolio_ids,
+                    since=since,
+                    stored=stored,
+                    peer_start_within_years=settings.peer_start_within_years,
+                    peer_cohort_max=settings.peer_cohort_max,
+                )
         except RegistryError as exc:
-            # The client already retried; Dagster's RetryPolicy retries again only what may pass
-            # later (network, 429, 5xx). An unreadable answer fails at once. Nothing is stored.
-            transient = settings.registry_mode == "live" and (
-                exc.status is None or exc.status == 429 or exc.status >= 500
+            # The client already retried within its budget; nothing of this fetch is stored.
+            message = f"ClinicalTrials.gov fetch failed, nothing stored: {exc}"
+            registry_store.record_failure(
+                con, source_name=source_name, error=str(exc), run_id=context.run_id
             )
-            raise dg.Failure(
-                description=f"ClinicalTrials.gov fetch failed, nothing stored: {exc}",
-                allow_retries=transient,
-            ) from exc
+            built = registry_store.flat_table_counts(con)
+            counts = built if all(built.values()) else registry_store.rebuild_flat_tables(con)
+            context.log.warning(
+                f"{message}. The SMO marts are built and published with the previous registry "
+                f"snapshot (data timestamp {since or 'none: never fetched'}), marked stale."
+            )
+            yield dg.MaterializeResult(
+                asset_key=RAW_STUDIES_KEY,
+                metadata={"data_timestamp": since or "never fetched", "mode":
+                          settings.registry_mode, "stale": True, "error": message,
+                          "records_fetched": 0},
+            )  # fmt: skip
+            yield from _flat_results(counts)
+            yield _current(False, message)
+            return
+        if stamp is not None and stamp == since:
+            # The registry has not changed since the last fetch (its dataTimestamp moves with
+            # every update), and no new study joined the rosters: nothing to ask.
+            context.log.info(f"registry data unchanged since {since}: nothing fetched")
+            registry_store.resolve_failures(con)
+            yield dg.MaterializeResult(
+                asset_key=RAW_STUDIES_KEY,
+                metadata={"data_timestamp": stamp, "mode": settings.registry_mode,
+                          "unchanged_since": since, "records_fetched": 0},
+            )  # fmt: skip
+            yield from _flat_results(registry_store.flat_table_counts(con))
+            yield _current(True, f"registry data unchanged since {since}")
+            return
         stats = source.stats
         new_versions = registry_store.store(
             con, summary, source_name=source_name, requests=stats.requests, retries=stats.retries
         )
         counts = registry_store.rebuild_flat_tables(con)
+        registry_store.resolve_failures(con)
     for problem in summary.count_mismatches:
         context.log.warning(f"registry count mismatch: {problem}")
     if summary.missing_ids:
@@ -134,5 +174,5 @@ def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
             "retries": stats.retries,
         },
     )
-    for name, key in FLAT_KEYS.items():
-        yield dg.MaterializeResult(asset_key=key, metadata={"dagster/row_count": counts[name]})
+    yield from _flat_results(counts)
+    yield _current(True, f"registry data as of {summary.data_timestamp}")

@@ -4,6 +4,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from orchestration.lib.dbt import DBT_EXECUTABLE, dbt_project
+from orchestration.lib.run_health import in_process_releasing_dead_runs
 from orchestration.lib.warehouse import DuckDBWarehouse
 
 
@@ -16,6 +17,7 @@ def resources() -> dg.Definitions:
         },
         # In-process on purpose: every step writes the one DuckDB file (so steps could not run in
         # parallel anyway) and a process per step would pay the dagster_dbt/GX imports each time.
-        # Measured numbers are in the README's Performance section.
-        executor=dg.in_process_executor,
+        # Measured numbers are in the README's Performance section. Before the first step, runs
+        # whose process died release their pool slots (orchestration/lib/run_health.py).
+        executor=in_process_releasing_dead_runs,
     )

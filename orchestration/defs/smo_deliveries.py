@@ -13,6 +13,7 @@ from collections import defaultdict
 import dagster as dg
 import duckdb
 
+from core.crash_points import crash_point
 from core.gate_results import record_gate_results
 from core.settings import load_settings
 from core.tables import markdown_table
@@ -171,6 +172,7 @@ def _unprocessed_check(summary: BatchSummary) -> dg.AssetCheckResult:
     description="Runs every ready inbox file through the delivery gate into the warehouse.",
 )
 def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
+    crash_point("smo_deliveries")
     settings = load_settings()
     started = time.perf_counter()
     with warehouse.connect() as con:

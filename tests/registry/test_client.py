@@ -662,3 +662,44 @@ def test_replay_incremental_run_returns_only_updates(no_http, replay_dir, export
 def test_replay_refuses_what_it_cannot_answer(no_http, replay_dir, params, problem):
     with pytest.raises(RegistryError, match=problem):
         ReplaySource(replay_dir).search_studies(params)
+
+
+def test_the_whole_fetch_stops_at_the_registry_budget(httpserver, clock):
+    # Each request alone would retry for up to 300 s; the budget bounds every request together.
+    httpserver.expect_request("/api/v2/version").respond_with_data("busy", status=503)
+    with make_client(
+        httpserver, clock, max_retries=50, max_retry_seconds=300.0, budget_seconds=30.0
+    ) as client:
+        with pytest.raises(RegistryError) as err:
+            client.data_timestamp()
+        message = str(err.value)
+        assert message.startswith("GET /api/v2/version: HTTP 503")
+        assert "registry time budget (budget_seconds=30.0)" in message
+        assert sum(clock.sleeps) <= 30.0
+        sent_before = client.stats.requests
+        clock.now += 30.0  # the budget is spent: the next call does not even send
+        with pytest.raises(RegistryError, match=r"budget_seconds=30.0\) is spent"):
+            client.search_studies(PHELAN)
+        assert client.stats.requests == sent_before
+
+
+def test_a_hanging_registry_fails_within_the_budget(httpserver):
+    released = threading.Event()
+
+    def hang(request: Request) -> Response:
+        released.wait(10)
+        return Response("{}", content_type="application/json")
+
+    httpserver.expect_request("/api/v2/version").respond_with_handler(hang)
+    started = time.monotonic()
+    client = RegistryClient(
+        httpserver.url_for("/api/v2"), timeout=30.0, budget_seconds=1.0, min_interval_seconds=0
+    )
+    try:
+        with client, pytest.raises(RegistryError, match="budget") as err:
+            client.data_timestamp()
+    finally:
+        released.set()
+    elapsed = time.monotonic() - started
+    assert elapsed < 5.0, f"took {elapsed:.1f}s against a 1 s budget and a 30 s timeout"
+    assert str(err.value).startswith("GET /api/v2/version: ")

@@ -47,7 +47,7 @@ def test_registry_asset_reports_what_it_fetched(project_env, data_dir, monkeypat
         assert con.execute("select count(*) from registry.fetches").fetchall()[0][0] == 1
 
 
-def test_unreadable_replay_fails_cleanly_without_retries_and_stores_nothing(
+def test_an_unreadable_registry_warns_stores_nothing_and_keeps_the_previous_snapshot(
     project_env, data_dir, monkeypatch
 ):
     monkeypatch.setenv("SMO_REGISTRY_NCT_IDS", "NCT90000001")
@@ -56,10 +56,21 @@ def test_unreadable_replay_fails_cleanly_without_retries_and_stores_nothing(
     with dg.instance_for_test() as instance:
         result = dg.materialize([registry_studies], resources={"warehouse": DuckDBWarehouse()},
                                 instance=instance, raise_on_error=False)  # fmt: skip
-    assert not result.success
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    message = failure.step_failure_data.user_failure_data.description
-    assert "nothing stored" in message and "version" in message
+    # The step does not fail (so dbt and the publish run for the SMOs); the warning says why.
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "registry_current" and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert "nothing stored" in check.description and "version" in check.description
+    [raw] = [m for m in result.get_asset_materialization_events()
+             if m.asset_key.path[-1] == "raw_studies"]  # fmt: skip
+    assert raw.materialization.metadata["stale"].value is True
     assert not any(e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in result.all_events)
     with duckdb.connect(str(project_env / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from registry.raw_studies").fetchone()[0] == 0
+        assert con.execute("select count(*) from registry.fetches").fetchone()[0] == 0
+        assert con.execute("select count(*) from registry.studies").fetchone()[0] == 0
+        [(error, resolved)] = con.execute(
+            "select error, resolved_at from registry.fetch_failures"
+        ).fetchall()
+    assert "version" in error and resolved is None
