@@ -222,16 +222,35 @@ def publish_preflight(
             latest = _latest(relation, columns)
             study = "study_id" if "study_id" in columns else "null::varchar"
             feeds = raw_feeds_of(manifest, node["unique_id"])
+            # Every range of the mart in one scan (this runs after every build with new
+            # deliveries): one row per (row, violated column).
+            violated = []
             for column, (low, high) in sorted(rules.ranges.items()):
                 bounds = [f"{column} < {low}" if low is not None else None,
                           f"{column} > {high}" if high is not None else None]  # fmt: skip
                 where = " or ".join(b for b in bounds if b)
-                if not where or column not in columns:
-                    continue
-                rows = con.execute(
-                    f"select smo_id, {study}, {column} from {latest} as m where {where}"
+                if where and column in columns:
+                    violated.append(
+                        f"case when {where} then {{'column': '{column}', "
+                        f"'value': {column}::varchar}} end"
+                    )
+            if violated:
+                found = con.execute(
+                    f"""
+                    select smo_id, study_id, v.column, v.value from (
+                        select smo_id, {study} as study_id,
+                               unnest(list_filter([{", ".join(violated)}], lambda x: x is not null)) as v
+                        from {latest} as m
+                    ) order by all
+                    """
                 ).fetchall()
-                _add(outcome, ledger, rows, feeds, f"publish range {low}..{high}", mart, column)
+                by_column: dict[str, list[tuple]] = {}
+                for smo, study_id, column, value in found:
+                    by_column.setdefault(column, []).append((smo, study_id, value))
+                for column, rows in sorted(by_column.items()):
+                    low, high = rules.ranges[column]
+                    rule = f"publish range {low}..{high}"
+                    _add(outcome, ledger, rows, feeds, rule, mart, column)
             if attached and rules.entity and set(rules.entity) <= columns:
                 previous_columns = {
                     c
