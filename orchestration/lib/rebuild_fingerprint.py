@@ -4,7 +4,7 @@ A weekly refresh with no new deliveries would otherwise rebuild every model, rer
 and re-gate every mart to arrive at the same bytes. The fingerprint covers everything a build
 reads: the delivery ledger (accepted and rejected files), the registry's stored record versions,
 the dbt project as parsed (models, tests, seeds, macros, configs, vars), the environment
-variables the project reads, and the Python the build and the publish run (forecasting/,
+variables the project reads, and the Python the build and the publish run (core/, forecasting/,
 expectations/, publishing/, orchestration/). A build is recorded in ops.dbt_builds only when it was complete and
 every test passed, so a failed build is always retried.
 """
@@ -31,7 +31,7 @@ create table if not exists ops.dbt_builds (
 )
 """
 #: Python the marts and their publication depend on beyond the dbt files themselves.
-CODE_DIRS = ("forecasting", "expectations", "publishing", "orchestration")
+CODE_DIRS = ("core", "forecasting", "expectations", "publishing", "orchestration")
 
 
 def _data_state(con: duckdb.DuckDBPyConnection) -> list:
