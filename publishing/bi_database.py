@@ -257,9 +257,13 @@ def _write_parquet_set(
 def _switch_parquet(parquet: Path, publish_id: str) -> None:
     """The moment Parquet readers switch: a new symlink renamed over parquet/current (rename is
     atomic on POSIX), then CURRENT rewritten the same way."""
-    link = parquet / f".{PARQUET_CURRENT}.{publish_id}.tmp"
+    link, current = parquet / f".{PARQUET_CURRENT}.{publish_id}.tmp", parquet / PARQUET_CURRENT
     os.symlink(f"{PARQUET_SETS}/{publish_id}", link)
-    os.replace(link, parquet / PARQUET_CURRENT)
+    if current.is_dir() and not current.is_symlink():
+        # A copy of the publish folder that did not keep the symlink (cp -r, a restore): moved
+        # aside (the next publish removes it), so here alone current is briefly missing.
+        current.rename(parquet / f".{PARQUET_CURRENT}.{publish_id}.copied.tmp")
+    os.replace(link, current)
     pointer = parquet / f".{PARQUET_POINTER}.{publish_id}.tmp"
     pointer.write_text(publish_id + "\n")
     _fsync(pointer)

@@ -164,6 +164,22 @@ def test_a_reader_holding_the_previous_set_can_finish_even_with_keep_1(warehouse
     ]  # fmt: skip
 
 
+def test_a_publish_folder_copied_without_its_symlink_is_switched_again(warehouse, tmp_path):
+    """cp -r or a restore turns parquet/current into a folder; the next publish makes it the
+    symlink again and removes the copy."""
+    publish_dir, copied = tmp_path / "publish", tmp_path / "copied"
+    _publish(warehouse, publish_dir, "20261101T000000Z")
+    shutil.copytree(publish_dir, copied)  # follows symlinks, like cp -r
+    assert not (_parquet(copied) / "current").is_symlink()
+
+    _publish(warehouse, copied, "20261102T000000Z")
+
+    assert os.readlink(_parquet(copied) / "current") == "sets/20261102T000000Z"
+    assert _current_set_id(copied) == "20261102T000000Z"
+    _publish(warehouse, copied, "20261103T000000Z")
+    assert sorted(p.name for p in _parquet(copied).iterdir()) == ["CURRENT", "current", "sets"]
+
+
 KILL_SCRIPT = """
 import os, signal, sys
 from pathlib import Path
@@ -448,3 +464,32 @@ def test_the_real_marts_read_back_equal_through_duckdb_1_5(refreshed_portfolio, 
         for mart in marts:
             expected = con.execute(f"select * from marts.{mart} order by all").fetchall()
             assert dumped[mart] == json.loads(json.dumps(expected, default=str)), mart
+
+
+def test_the_real_refresh_publishes_every_mart_as_one_parquet_set(refreshed_portfolio):
+    publish_dir = refreshed_portfolio / "publish"
+    folder = current_parquet_set(publish_dir)
+    assert folder.parent == publish_dir / "parquet" / "sets"
+    assert (publish_dir / "parquet" / "CURRENT").read_text().strip() == folder.name
+    con = duckdb.connect()
+    con.execute(f"attach '{refreshed_portfolio / 'warehouse.duckdb'}' as wh (read_only)")
+    con.execute(f"attach '{publish_dir / PUBLISHED_NAME}' as bi (read_only)")
+    marts = [
+        t
+        for (t,) in con.execute(
+            "select table_name from duckdb_tables() where database_name = 'wh' "
+            "and schema_name = 'marts' order by 1"
+        ).fetchall()
+    ]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{t}.parquet" for t in [*marts, "meta"]
+    )
+    for mart in marts:
+        differences = con.execute(
+            f"select count(*) from ((from '{folder / mart}.parquet' except all from wh.marts.{mart}) "
+            f"union all (from wh.marts.{mart} except all from '{folder / mart}.parquet'))"
+        ).fetchall()
+        assert differences == [(0,)], mart
+    assert con.execute(
+        f"select publish_id from '{folder / 'meta.parquet'}' union all select publish_id from bi.meta"
+    ).fetchall() == [(folder.name,), (folder.name,)]
