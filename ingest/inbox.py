@@ -13,6 +13,11 @@ accepted and duplicate files go to `archive/<smo_id>/` (the stored deliveries a 
 rebuilt from), rejected ones to `quarantine/<smo_id>/` beside their reports. Files are moved by
 rename, so the archive holds the delivered bytes; for a feed whose profile strips identifier
 columns it holds a redacted copy instead (`ingest.redact`) and never the original.
+
+For an SMO whose profile has an `sdtm:` section, the domain files of one CDISC SDTM delivery
+are grouped (`ingest.inbox_sdtm`) and handled as one unit (`process_sdtm_set`): checked
+together, loaded in one transaction (one ledger row per canonical feed), recorded as a
+duplicate, or rejected and quarantined whole; an incomplete set waits in the inbox.
 """
 
 from __future__ import annotations

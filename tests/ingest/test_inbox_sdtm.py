@@ -175,3 +175,23 @@ def test_an_unreadable_domain_file_rejects_the_set_without_a_crash(env):
     assert "dm.xpt" in outcome.first_problem
     assert counts(env["con"]) == (0, 0, 0)
     assert not any(env["inbox"].iterdir())
+
+
+def test_a_pulled_feed_takes_the_rest_of_its_set_with_it(env):
+    """A blocking warehouse check blames one feed of a loaded set: the set leaves whole."""
+    from ingest.retraction import FailedCheck, pull_delivery
+
+    deliver(env, "dm", "ds", "sv")
+    ids = {o.feed: o.delivery_id for o in run(env).outcomes}
+    check = FailedCheck("a_cross_feed_test", "int_snapshot__subjects", 3, "3 rows failed")
+    quarantine = env["tmp"] / "quarantine"
+    pulled = pull_delivery(env["con"], ids["subjects"], [check], quarantine=quarantine)
+    assert pulled.set_delivery_ids == (ids["sites"], ids["visits"])
+    con = env["con"]
+    assert counts(con) == (0, 0, 0)
+    assert con.execute("select count(*) from ops.current_deliveries").fetchone()[0] == 0
+    rows = con.execute("select status, stored_path from ops.deliveries").fetchall()
+    (folder,) = {Path(r[1]) for r in rows}
+    assert {r[0] for r in rows} == {"REJECTED"} and folder.parent == quarantine / SMO
+    assert sorted(p.name for p in folder.iterdir()) == ["dm.xpt", "ds.xpt", "sv.xpt"]
+    assert not (env["tmp"] / "archive" / SMO / folder.name).exists()
