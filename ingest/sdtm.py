@@ -26,7 +26,15 @@ import polars as pl
 from expectations.contracts import Plausibility, roster_keys
 from expectations.feeds import ALPHA3_TO_ALPHA2, FEEDS, SITE_STATUSES
 from expectations.identifiers import direct_identifier_kind
-from ingest.gate import GateResult, Problem, RuleTotal, _null_values, check_rows, file_sha256
+from ingest.gate import (
+    DELIVERY_DATE_GRACE,
+    GateResult,
+    Problem,
+    RuleTotal,
+    _null_values,
+    check_rows,
+    file_sha256,
+)
 from ingest.profiles import (
     ISO_DATE,
     FeedProfile,
@@ -541,9 +549,20 @@ def _delivery_date(dates: set[str], received_at: dt.datetime, delivery: SdtmDeli
     raw = dates.pop()
     for fmt in ("%Y%m%d", "%Y-%m-%d"):
         try:
-            return dt.datetime.strptime(raw, fmt).date()
+            day = dt.datetime.strptime(raw, fmt).date()
         except ValueError:
             continue
+        if day > received_at.date() + DELIVERY_DATE_GRACE:
+            delivery.problems.append(
+                Problem(
+                    "file.delivery_date_future",
+                    f"The delivery date in the file names ({day}) is after the files arrived "
+                    f"({received_at.date()}); a snapshot cannot be dated in the future.",
+                    value=raw,
+                )
+            )
+            return None
+        return day
     delivery.problems.append(
         Problem("file.name_unrecognized", f"'{raw}' in the file names is not a date.")
     )

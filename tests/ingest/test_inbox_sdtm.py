@@ -195,3 +195,33 @@ def test_a_pulled_feed_takes_the_rest_of_its_set_with_it(env):
     assert {r[0] for r in rows} == {"REJECTED"} and folder.parent == quarantine / SMO
     assert sorted(p.name for p in folder.iterdir()) == ["dm.xpt", "ds.xpt", "sv.xpt"]
     assert not (env["tmp"] / "archive" / SMO / folder.name).exists()
+
+
+def test_dated_names_make_one_set_per_date_and_a_future_date_is_refused(env):
+    import datetime as dt
+
+    body = yaml.safe_load(EXAMPLE.read_text())
+    body["sdtm"]["file_pattern"] = "{domain}_{delivery_date:%Y%m%d}.xpt"
+    (env["profiles"] / f"{SMO}.yaml").write_text(yaml.safe_dump(body))
+    env["inbox"].mkdir(parents=True)
+    for day, domains in (("20150601", "dm ds sv"), ("20991231", "dm ds sv"), ("20150608", "dm")):
+        for domain in domains.split():
+            shutil.copy(env["pilot"] / f"{domain}.xpt", env["inbox"] / f"{domain}_{day}.xpt")
+    summary = run(env)
+    statuses = {(o.file_name, o.feed): o.status for o in summary.outcomes}
+    dated = "dm_20150601.xpt+ds_20150601.xpt+sv_20150601.xpt"
+    future = "dm_20991231.xpt+ds_20991231.xpt+sv_20991231.xpt"
+    assert statuses == {
+        (dated, "sites"): "ACCEPTED",
+        (dated, "subjects"): "ACCEPTED",
+        (dated, "visits"): "ACCEPTED",
+        (future, None): "REJECTED",
+    }
+    (refused,) = [o for o in summary.outcomes if o.status == "REJECTED"]
+    assert "after the files arrived" in refused.first_problem
+    dates = env["con"].execute("select distinct delivery_date from ops.deliveries "
+                               "where status = 'ACCEPTED'").fetchall()  # fmt: skip
+    assert dates == [(dt.date(2015, 6, 1),)]
+    assert [(w, "lacks DS, SV" in why) for w, why in summary.skipped] == [
+        (f"{SMO}/dm_20150608.xpt", True)
+    ]
