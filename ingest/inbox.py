@@ -635,7 +635,11 @@ def _group_sdtm(files: list[InboxEntry], entries: list[InboxEntry], profile: Pro
         return None
     candidates = [e for e in files if profile.feed_for(e.name) is None]
     scanned = {e.path.name for e in entries}
-    return group_sdtm(candidates, profile.sdtm, folder_names(folder), scanned)
+    try:
+        return group_sdtm(candidates, profile.sdtm, folder_names(folder), scanned)
+    except Exception as exc:  # noqa: BLE001 - the SMO's other files and the other SMOs go on
+        why = f"could not be grouped into SDTM deliveries: {_error_text(exc)}"
+        return SdtmGrouping(waiting=[(f"{e.smo_id}/{e.name}", why) for e in candidates])
 
 
 def _process_sdtm_grouping(
