@@ -225,3 +225,19 @@ def test_dated_names_make_one_set_per_date_and_a_future_date_is_refused(env):
     assert [(w, "lacks DS, SV" in why) for w, why in summary.skipped] == [
         (f"{SMO}/dm_20150608.xpt", True)
     ]
+
+
+def test_csv_exports_named_freely_are_grouped_by_their_domain_column(env):
+    env["inbox"].mkdir(parents=True)
+    for number, domain in enumerate(("dm", "ds", "sv"), 1):
+        frame = pd.read_sas(env["pilot"] / f"{domain}.xpt", format="xport", encoding="latin-1")
+        for column in frame.select_dtypes("float").columns:  # as SAS writes whole numbers
+            if (frame[column].dropna() % 1 == 0).all():
+                frame[column] = frame[column].astype("Int64")
+        frame.to_csv(env["inbox"] / f"extract_{number}.csv", index=False)
+    summary = run(env)
+    name = "extract_1.csv+extract_2.csv+extract_3.csv"  # DM, DS, SV by their DOMAIN column
+    assert {(o.file_name, o.feed, o.status) for o in summary.outcomes} == {
+        (name, feed, "ACCEPTED") for feed in ("sites", "subjects", "visits")
+    }
+    assert counts(env["con"])[1] == len(pd.read_sas(env["pilot"] / "dm.xpt", format="xport"))
