@@ -48,8 +48,9 @@ def _specs() -> list[dg.AssetSpec]:
             LEDGER_KEY,
             group_name="ops",
             kinds={"duckdb"},
-            description="Delivery ledger: one row per file received (ACCEPTED, REJECTED, "
-            "DUPLICATE, SUPERSEDED), with hash, size, dates, counts and report path.",
+            description="Delivery ledger: one row per file received (per canonical feed for "
+            "an SDTM delivery set; ACCEPTED, REJECTED, DUPLICATE, SUPERSEDED), with hash, size, "
+            "dates, counts and report path.",
         )
     )
     specs.append(
