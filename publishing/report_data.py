@@ -237,6 +237,8 @@ class Trend:
 
     kpi_id: str
     rows: list[dict]
+    #: SMOs with no data for the KPI in the latest week, with the reason (smo_id, reason).
+    no_data: list[dict] = field(default_factory=list)
 
 
 def deviation_trends(con: Connection) -> list[Trend]:
@@ -247,6 +249,13 @@ def deviation_trends(con: Connection) -> list[Trend]:
                 con,
                 "select as_of_date, smo_id, value from kpi_weekly_history where level = 'smo' "
                 "and kpi_id = ? and value is not null order by smo_id, as_of_date",
+                [kpi],
+            ),
+            _rows(
+                con,
+                "select smo_id, no_data_reason as reason "
+                + _latest("kpi_weekly_history", "level = 'smo' and kpi_id = ?")
+                + " and no_data_reason is not null order by smo_id",
                 [kpi],
             ),
         )

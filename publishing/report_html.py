@@ -445,6 +445,10 @@ def deviation_trends(trends: list[Trend]) -> SectionHtml:
                     "as-of week",
                     f"{label} ({unit})",
                     series,
+                    note="No data (not drawn): "
+                    + "; ".join(f"{r['smo_id']}: {r['reason']}" for r in trend.no_data)
+                    if trend.no_data
+                    else "",
                 ),
             )
         )

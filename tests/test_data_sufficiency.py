@@ -262,6 +262,7 @@ def test_the_report_shows_grey_no_data_cells_with_the_reason(warehouse):
     assert 'title="contracted but not delivered: no data-entry dates">incomplete<' in html
     assert "Grey <b>no data</b>" in html
     assert "SMO-SAKURA: payments: no payments feed" in html
+    assert f"No data (not drawn): {NO_DEVIATIONS}: no accepted deviations delivery" in html
 
 
 def test_generated_dates_are_unchanged_by_withholding():
