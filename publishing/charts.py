@@ -6,6 +6,7 @@ units) and marks; the report test checks exactly that structure in a real browse
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Sequence
@@ -212,6 +213,15 @@ def empty_chart(chart_id: str, title: str, x_label: str, y_label: str, message: 
     return canvas.render()
 
 
+def _known(band: Band) -> Band:
+    """The band where both edges have a value."""
+    kept = [(x, lo, hi) for x, lo, hi in zip(band.x, band.low, band.high, strict=True)
+            if lo is not None and hi is not None]  # fmt: skip
+    return dataclasses.replace(
+        band, x=[k[0] for k in kept], low=[k[1] for k in kept], high=[k[2] for k in kept]
+    )
+
+
 def line_chart(
     chart_id: str,
     title: str,
@@ -224,6 +234,12 @@ def line_chart(
     x_dates: bool = True,
     note: str = "",
 ) -> str:
+    # A point without a value (a KPI with no data that week) is left out, never drawn as 0.
+    series = [
+        dataclasses.replace(s, points=[p for p in s.points if p[1] is not None]) for s in series
+    ]
+    bands = [_known(b) for b in bands]
+    hlines = [h for h in hlines if h[0] is not None]
     xs = [_num(x) for s in series for x, _ in s.points] + [_num(x) for b in bands for x in b.x]
     ys = [float(y) for s in series for _, y in s.points]
     ys += [float(v) for b in bands for v in (*b.low, *b.high)]

@@ -152,8 +152,10 @@ def enrollment(con: Connection) -> list[StudyEnrollment]:
         study = f["study_id"]
         actual = _rows(
             con,
+            # Cumulative randomized: enrollment_rate's numerator needs only the subjects feed
+            # (percent_of_target's is NULL for a study whose roster has no targets).
             "select as_of_date, numerator from kpi_weekly_history where level = 'study' "
-            "and kpi_id = 'percent_of_target' and study_id = ? order by as_of_date",
+            "and kpi_id = 'enrollment_rate' and study_id = ? order by as_of_date",
             [study],
         )
         fan = _rows(
