@@ -13,6 +13,19 @@ accepted and duplicate files go to `archive/<smo_id>/` (the stored deliveries a 
 rebuilt from), rejected ones to `quarantine/<smo_id>/` beside their reports. Files are moved by
 rename, so the archive holds the delivered bytes; for a feed whose profile strips identifier
 columns it holds a redacted copy instead (`ingest.redact`) and never the original.
+
+A delivery's ledger row and its file move are one recoverable unit. Everything that can be
+rewritten (reports, the redacted copy and its `.redaction.json`) is written beside the target
+first; then the ledger row (with its gate rows, and for an accepted file its rows) is committed
+with `file_state` PENDING and the target `stored_path`: the intent. Then the file is moved and
+the row marked DONE. `recover_pending` runs before every batch and settles what a kill left:
+- a PENDING row is finished: a stored file that is in place is kept (and the inbox original of
+  the same SHA-256 removed); an original still in the inbox is moved (its redacted copy put in
+  place) and never becomes a DUPLICATE; with neither left the row is marked LOST;
+- a report, sidecar or redacted copy whose delivery id has no ledger row (killed before the
+  commit; the file is still in the inbox and is processed again) is deleted.
+Each settled delivery gives one line in `BatchSummary.recovered` (and the log). Crash points
+(`core.crash_points`): `inbox_before_record`, `inbox_after_record`, `inbox_after_move`.
 """
 
 from __future__ import annotations
@@ -20,13 +33,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from core.crash_points import crash_point
 from expectations.contracts import Plausibility
 from expectations.feeds import FEED_LOAD_ORDER
 from ingest import warehouse
@@ -48,6 +64,8 @@ from ingest.profiles import FeedProfile, Profile, ProfileError, load_profile
 from ingest.redact import RedactionError, redact_delivery
 from ingest.rejection_report import write_reports
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -68,6 +86,8 @@ class BatchSummary:
     outcomes: list[Outcome] = field(default_factory=list)
     #: Entries left in the inbox, with why (no profile, broken profile, not an SMO folder, ...).
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: What `recover_pending` did about deliveries a killed run left half done, one line each.
+    recovered: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -163,8 +183,8 @@ def _prepare_storage(
     if not strip or found == []:
         return storage
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.redacting")
-    temp.unlink(missing_ok=True)  # left by a crash before the file was done
+    temp = _redacting(target)
+    temp.unlink(missing_ok=True)  # never there: delivery ids are not reused
     try:
         removed = redact_delivery(path, temp, feed_profile.file, strip)
         if found is not None and sorted(removed) != sorted(found):
@@ -190,7 +210,28 @@ def _prepare_storage(
         "stored_size_bytes": temp.stat().st_size,
         "format": feed_profile.file.type,
     }
+    _write_sidecar(target, storage.redaction)
     return storage
+
+
+def _redacting(target: Path) -> Path:
+    return target.with_name(f".{target.name}.redacting")
+
+
+def _sidecar(target: Path) -> Path:
+    return target.with_name(target.name + ".redaction.json")
+
+
+def _write_sidecar(target: Path, redaction: dict) -> None:
+    """The redacted copy's record, beside it (written before the copy is put in place)."""
+    _sidecar(target).write_text(json.dumps(redaction, indent=2, ensure_ascii=False) + "\n")
+
+
+def _discard(storage: _Storage) -> None:
+    """Nothing was recorded: remove the redacted copy and its record again."""
+    if storage.temp is not None:
+        storage.temp.unlink(missing_ok=True)
+        _sidecar(storage.target).unlink(missing_ok=True)
 
 
 def _unread_storage(target: Path, feed_profile: FeedProfile | None) -> _Storage:
@@ -212,8 +253,6 @@ def _finish_storage(path: Path, storage: _Storage) -> Path | None:
     """Put the entry (or its redacted copy) in place and take it out of the inbox."""
     if storage.temp is not None:
         os.replace(storage.temp, storage.target)
-        sidecar = storage.target.with_name(storage.target.name + ".redaction.json")
-        sidecar.write_text(json.dumps(storage.redaction, indent=2, ensure_ascii=False) + "\n")
         os.unlink(path)
         return storage.target
     if not storage.keep:
@@ -239,12 +278,42 @@ def _redaction_gate_row(delivery_id: int, result: GateResult, storage: _Storage,
     ]
 
 
-class LoadedNotStored(Exception):
-    """The delivery was loaded (committed) but could not be moved out of the inbox."""
+class RecordedNotStored(Exception):
+    """The delivery's ledger row is committed (PENDING) but its file could not be moved."""
 
     def __init__(self, outcome: Outcome, cause: BaseException):
         self.outcome, self.cause = outcome, cause
         super().__init__(str(cause))
+
+
+def _store(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    storage: _Storage,
+    outcome: Outcome,
+    *,
+    hash_stored: bool = False,
+) -> Outcome:
+    """The ledger row is committed (PENDING): move the entry, then mark the row DONE.
+
+    `hash_stored`: the entry was not opened in the inbox; hash it where it is now kept.
+    """
+    crash_point("inbox_after_record")
+    try:
+        stored = _finish_storage(path, storage)
+    except Exception as exc:  # noqa: BLE001 - recorded; only the move failed
+        raise RecordedNotStored(outcome, exc) from exc
+    crash_point("inbox_after_move")
+    sha256 = _stored_sha256(stored) if hash_stored and stored is not None else None
+    warehouse.mark_file_done(con, outcome.delivery_id, sha256=sha256)
+    return outcome
+
+
+def _stored_sha256(stored: Path) -> str | None:
+    try:
+        return _snapshot(stored).sha256
+    except (OSError, NotRegularFile):
+        return None
 
 
 def process_inbox(
@@ -260,9 +329,15 @@ def process_inbox(
 ) -> BatchSummary:
     warehouse.ensure_schema(con)
     summary = BatchSummary()
+    held = recover_pending(
+        con, summary, inbox=inbox, archive=archive, quarantine=quarantine, profiles_dir=profiles_dir
+    )
     scan = scan_inbox(inbox, settle_seconds, now)
     summary.skipped += scan.skipped
     for smo_id, entries in scan.entries.items():
+        entries = [e for e in entries if e.path not in held]  # recorded, move still failing
+        if not entries:
+            continue
         profile_path = profiles_dir / f"{smo_id}.yaml"
         try:
             profile = load_profile(profile_path)
@@ -294,17 +369,178 @@ def process_inbox(
     return summary
 
 
+def recover_pending(
+    con: duckdb.DuckDBPyConnection,
+    summary: BatchSummary,
+    *,
+    inbox: Path,
+    archive: Path,
+    quarantine: Path,
+    profiles_dir: Path,
+) -> set[Path]:
+    """Settle what a killed run left half done, before anything new is processed.
+
+    Returns the inbox entries of deliveries still PENDING (their move failed again): they are
+    left alone, reported in `summary.skipped`, and never recorded a second time.
+    """
+    held: set[Path] = set()
+    for row in warehouse.pending_files(con):
+        delivery_id, smo_id, file_name, _, status, _ = row
+        where = f"{smo_id}/{file_name}"
+        try:
+            said = _finish_pending(con, inbox, profiles_dir, *row)
+        except Exception as exc:  # noqa: BLE001 - stays PENDING; retried by the next run
+            source = _inbox_original(inbox / smo_id, file_name, row[3])
+            if source is not None:
+                held.add(source)
+            why = (
+                f"delivery {delivery_id} ({status}) is recorded but its file could not be "
+                f"moved ({_error_text(exc)}); the next run tries again"
+            )
+            summary.skipped.append((where, why))
+            log.warning("%s: %s", where, why)
+            continue
+        line = f"delivery {delivery_id} {status} {where} (left half done by a killed run): {said}"
+        summary.recovered.append(line)
+        log.warning(line)
+    for line in _remove_unrecorded(con, (archive, quarantine)):
+        summary.recovered.append(line)
+        log.warning(line)
+    return held
+
+
+def _finish_pending(
+    con, inbox: Path, profiles_dir: Path, delivery_id, smo_id, file_name, sha256, status,
+    stored_path,
+) -> str:  # fmt: skip
+    """Finish one PENDING delivery's move, or mark it LOST; say what was done."""
+    target = Path(stored_path) if stored_path else None
+    source = _inbox_original(inbox / smo_id, file_name, sha256)
+    redaction = warehouse.redaction_of(con, delivery_id) if target is not None else None
+    if target is None:  # its bytes are not kept
+        if source is not None:
+            os.unlink(source)
+        said = "the original removed from the inbox (not kept)" if source else "nothing to do"
+    elif os.path.lexists(target):
+        if source is None:
+            said = f"already in {target}"
+        elif not sha256:  # matched by name only: could be a new delivery, processed as such
+            source = None
+            said = f"already in {target}"
+        elif redaction is None and _stored_sha256(target) != sha256:
+            os.unlink(target)  # a copy across file systems cut short
+            move_entry(source, target)
+            said = f"copied again to {target}"
+        else:
+            os.unlink(source)
+            said = f"already in {target}; the original removed from the inbox"
+    elif redaction is not None and (_redacting(target).exists() or source is not None):
+        said = f"redacted copy put in place at {target}"
+        if not _redacting(target).exists():  # removed meanwhile: written again
+            redaction = _redact_again(source, target, profiles_dir / f"{smo_id}.yaml")
+            said = f"redacted copy written again at {target}"
+        os.replace(_redacting(target), target)
+        if source is not None:
+            os.unlink(source)
+    elif redaction is None and source is not None:
+        move_entry(source, target)
+        said = f"moved to {target}"
+    else:
+        warehouse.mark_file_lost(con, delivery_id)
+        return f"LOST: neither {target} nor the inbox original exists any more"
+    if redaction is not None and not _sidecar(target).exists():
+        _write_sidecar(target, redaction)
+    hashed = None
+    if target is not None and not sha256 and redaction is None:
+        hashed = _stored_sha256(target)  # an entry hashed only once it is in quarantine
+    warehouse.mark_file_done(con, delivery_id, sha256=hashed)
+    return said
+
+
+def _redact_again(source: Path, target: Path, profile_path: Path) -> dict:
+    """The redacted copy of a PENDING delivery, from its original still in the inbox."""
+    matched = load_profile(profile_path).feed_for(source.name)
+    if matched is None:
+        raise RedactionError(f"{profile_path} no longer names the feed of {source.name}")
+    storage = _prepare_storage(source, target, matched[0], _snapshot(source), found=None)
+    if storage.temp is None:
+        raise RedactionError(storage.note or "none of the identifier columns is in the file")
+    return storage.redaction
+
+
+def _inbox_original(folder: Path, file_name: str, sha256: str) -> Path | None:
+    """The inbox entry a ledger row was recorded for: its escaped name, and (when the row has
+    one) the same SHA-256; a different file of that name is a new delivery."""
+    raw_folder = os.fsencode(folder)
+    try:
+        names = os.listdir(raw_folder)
+    except OSError:
+        return None
+    for raw in names:
+        if escaped_name(raw) != file_name:
+            continue
+        path = Path(os.fsdecode(os.path.join(raw_folder, raw)))
+        if not sha256:
+            return path
+        try:
+            return path if _snapshot(path).sha256 == sha256 else None
+        except (OSError, NotRegularFile):
+            return None
+    return None
+
+
+_STORED_NAME = re.compile(r"^\.?(\d+)__")
+#: What is written beside a target before its ledger row commits; safe to delete without it.
+_BEFORE_RECORD = (".report.json", ".report.md", ".redaction.json", ".redacting")
+
+
+def _remove_unrecorded(con: duckdb.DuckDBPyConnection, roots: tuple[Path, ...]) -> list[str]:
+    """Reports and redacted copies of a delivery id that has no ledger row: a kill before the
+    row committed (the file itself is still in the inbox and is processed again)."""
+    by_id: dict[int, list[Path]] = {}
+    for root in roots:
+        for folder in _subfolders(root):
+            for name in os.listdir(folder):
+                match = _STORED_NAME.match(name)
+                if match and name.endswith(_BEFORE_RECORD):
+                    by_id.setdefault(int(match[1]), []).append(folder / name)
+    if not by_id:
+        return []
+    recorded = {
+        r[0]
+        for r in con.execute(
+            "select delivery_id from ops.deliveries "
+            "where delivery_id in (select unnest(?::bigint[]))",
+            [sorted(by_id)],
+        ).fetchall()
+    }
+    lines = []
+    for delivery_id in sorted(set(by_id) - recorded):
+        for path in by_id[delivery_id]:
+            path.unlink(missing_ok=True)
+        names = ", ".join(sorted(p.name for p in by_id[delivery_id]))
+        lines.append(f"removed {names}: delivery {delivery_id} was never recorded (killed run)")
+    return lines
+
+
+def _subfolders(root: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
 def _run_step(summary: BatchSummary, entry: InboxEntry, step, *args, **kwargs) -> Outcome | None:
     """Run one entry's step; whatever happens, the batch goes on."""
     where = f"{entry.smo_id}/{entry.name}"
     try:
         outcome = step(*args, **kwargs)
-    except LoadedNotStored as exc:
+    except RecordedNotStored as exc:
         summary.skipped.append(
             (
                 where,
-                f"loaded as delivery {exc.outcome.delivery_id} but not moved out of the inbox "
-                f"({exc.cause}); the next run records it as a duplicate",
+                f"recorded as delivery {exc.outcome.delivery_id} ({exc.outcome.status}) but not "
+                f"moved out of the inbox ({_error_text(exc.cause)}); the next run finishes the move",
             )
         )
         outcome = exc.outcome
@@ -330,7 +566,7 @@ def _process_or_reject(
             con, entry.path, profile, roster, archive=archive, quarantine=quarantine,
             run_id=run_id, plausibility=plausibility,
         )  # fmt: skip
-    except LoadedNotStored:
+    except RecordedNotStored:
         raise
     except Exception as exc:  # noqa: BLE001 - an unforeseen failure is this file's rejection
         # Loading is one transaction (rolled back on error): nothing of the file is in tables.
@@ -348,17 +584,12 @@ def quarantine_entry(
     unopened, and record its rejection."""
     delivery_id = warehouse.next_delivery_id(con)
     processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    stored = move_entry(
-        entry.path, _stored_path(entry.path, quarantine / profile.smo_id, delivery_id)
-    )
-    sha256 = ""
-    if entry.kind == "file":  # now in quarantine, where no sender can swap it: hash it there
-        sha256 = _snapshot(stored).sha256
+    target = _stored_path(entry.path, quarantine / profile.smo_id, delivery_id)
     result = GateResult(
         path=entry.path.with_name(entry.name),
         smo_id=profile.smo_id,
         profile_version=profile.version,
-        sha256=sha256,
+        sha256="",  # a file is hashed once in quarantine, where no sender can swap it
         size_bytes=entry.size,
     )
     for problem in entry.problems:
@@ -369,9 +600,10 @@ def quarantine_entry(
         "name_bytes_hex": entry.raw_name.hex(),
     }
     if entry.kind == "symbolic link":
-        details["link_target"] = link_target(stored)
-    _, md_path = write_reports(result, stored, extra={"entry": details})
+        details["link_target"] = link_target(entry.path)  # readlink: never follows it
+    _, md_path = write_reports(result, target, extra={"entry": details})
     gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id, details=details)
+    crash_point("inbox_before_record")
     warehouse.record(
         con,
         delivery_id,
@@ -380,13 +612,14 @@ def quarantine_entry(
         received_at=dt.datetime.fromtimestamp(entry.mtime, dt.UTC).replace(tzinfo=None),
         processed_at=processed_at,
         report_path=str(md_path),
-        stored_path=str(stored),
+        stored_path=str(target),
         gate_rows=gate_rows,
     )
-    return Outcome(
+    outcome = Outcome(
         delivery_id, profile.smo_id, None, entry.name, "REJECTED", 0, result.error_count,
-        stored, md_path, result.problems[0].message,
+        target, md_path, result.problems[0].message,
     )  # fmt: skip
+    return _store(con, entry.path, _Storage(target), outcome, hash_stored=entry.kind == "file")
 
 
 def reject_after_error(
@@ -467,28 +700,29 @@ def process_file(
         storage = _prepare_storage(
             path, _stored_path(path, smo_archive, delivery_id), feed_profile, snap, found=None
         )
+        stored = storage.target if storage.keep else None
         try:
             _check_unchanged(path, snap)
-            stored = _finish_storage(path, storage)
+            crash_point("inbox_before_record")
+            warehouse.record(
+                con,
+                delivery_id,
+                result,
+                status="DUPLICATE",
+                received_at=received_at,
+                processed_at=processed_at,
+                report_path=None,
+                stored_path=None if stored is None else str(stored),
+                duplicate_of=duplicate_of,
+                gate_rows=_redaction_gate_row(delivery_id, result, storage, run_id),
+            )
         except BaseException:
-            if storage.temp is not None:
-                storage.temp.unlink(missing_ok=True)
+            _discard(storage)
             raise
-        warehouse.record(
-            con,
-            delivery_id,
-            result,
-            status="DUPLICATE",
-            received_at=received_at,
-            processed_at=processed_at,
-            report_path=None,
-            stored_path=None if stored is None else str(stored),
-            duplicate_of=duplicate_of,
-            gate_rows=_redaction_gate_row(delivery_id, result, storage, run_id),
-        )
-        return Outcome(
+        outcome = Outcome(
             delivery_id, profile.smo_id, result.feed, path.name, "DUPLICATE", 0, 0, stored
         )
+        return _store(con, path, storage, outcome)
 
     result = check_delivery(
         path,
@@ -517,6 +751,7 @@ def process_file(
         gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
         gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
         _check_unchanged(path, snap)
+        crash_point("inbox_before_record")
         status = warehouse.load_accepted(
             con,
             delivery_id,
@@ -527,18 +762,13 @@ def process_file(
             gate_rows=gate_rows,
         )
     except BaseException:
-        if storage.temp is not None:
-            storage.temp.unlink(missing_ok=True)
+        _discard(storage)
         raise
     outcome = Outcome(
         delivery_id, profile.smo_id, result.feed, path.name, status, result.row_count, 0,
         storage.target,
     )  # fmt: skip
-    try:
-        _finish_storage(path, storage)
-    except Exception as exc:  # noqa: BLE001 - loaded; only the move failed
-        raise LoadedNotStored(outcome, exc) from exc
-    return outcome
+    return _store(con, path, storage, outcome)
 
 
 def _reject(
@@ -563,26 +793,32 @@ def _reject(
         extra["redaction"] = storage.redaction
     if not storage.keep:
         extra["not_kept"] = storage.note
-    _, md_path = write_reports(result, storage.target, extra=extra)
-    stored = _finish_storage(path, storage)
-    gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
-    gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
-    warehouse.record(
-        con,
-        delivery_id,
-        result,
-        status="REJECTED",
-        received_at=snap.received_at,
-        processed_at=processed_at,
-        report_path=str(md_path),
-        stored_path=None if stored is None else str(stored),
-        gate_rows=gate_rows,
-    )
+    stored = storage.target if storage.keep else None
+    try:
+        _, md_path = write_reports(result, storage.target, extra=extra)
+        gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
+        gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
+        crash_point("inbox_before_record")
+        warehouse.record(
+            con,
+            delivery_id,
+            result,
+            status="REJECTED",
+            received_at=snap.received_at,
+            processed_at=processed_at,
+            report_path=str(md_path),
+            stored_path=None if stored is None else str(stored),
+            gate_rows=gate_rows,
+        )
+    except BaseException:
+        _discard(storage)
+        raise
     first = result.problems[0] if result.problems else None
-    return Outcome(
+    outcome = Outcome(
         delivery_id, result.smo_id, result.feed, path.name, "REJECTED", result.row_count,
         result.error_count, stored, md_path, first.message if first else None,
     )  # fmt: skip
+    return _store(con, path, storage, outcome)
 
 
 def _duplicate_result(path: Path, profile: Profile, snap: _Snapshot) -> GateResult:

@@ -4,11 +4,16 @@ A delivery is a full snapshot of one feed for the studies it covers. Every accep
 rows are kept in `raw.<feed>` (history); `ops.current_deliveries` names, per (SMO, feed,
 study), the delivery whose rows are current: the one with the latest delivery date (ties go to
 the later arrival). Loading one delivery is one transaction, so a crash leaves nothing of it.
+
+A ledger row is also the intent to move its file: it is committed with `file_state` PENDING
+before the file is touched and marked DONE once the file is where `stored_path` says
+(`ingest.inbox.recover_pending` finishes or settles the rows a kill left PENDING).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import duckdb
 import polars as pl
@@ -49,7 +54,8 @@ create table if not exists ops.deliveries (
     stored_path     varchar,        -- where the file is kept (archive or quarantine)
     profile_version varchar not null,
     duplicate_of    bigint,
-    superseded_by   bigint
+    superseded_by   bigint,
+    file_state      varchar default 'DONE' -- PENDING (row committed, file not yet moved), DONE, LOST
 );
 create table if not exists ops.current_deliveries (
     smo_id        varchar not null,
@@ -74,6 +80,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists ops")
     con.execute("create sequence if not exists ops.delivery_id_seq start 1")
     con.execute(LEDGER_DDL)
+    # Added since warehouses were created: their rows were written after their file was moved.
+    con.execute(
+        "alter table ops.deliveries add column if not exists file_state varchar default 'DONE'"
+    )
     ensure_gate_results(con)
     for feed in FEEDS.values():
         con.execute(raw_table_ddl(feed))
@@ -205,6 +215,7 @@ def _ledger_row(
         result.profile_version,
         duplicate_of,
         None,
+        "PENDING",  # the file is moved after the row is committed, then marked DONE
     ]
 
 
@@ -216,7 +227,7 @@ def record(
     **kwargs,
 ) -> None:
     """Ledger row (and gate rows) for a delivery that loads no data (REJECTED or DUPLICATE), in
-    one transaction."""
+    one transaction, PENDING until its file is moved (`mark_file_done`)."""
     row = _ledger_row(delivery_id, result, **kwargs)
     con.execute("begin transaction")
     try:
@@ -239,7 +250,7 @@ def load_accepted(
     gate_rows: list[dict] | None = None,
 ) -> str:
     """Insert the rows, the ledger row, the gate's verdict and the new current pointers in one
-    transaction.
+    transaction (the ledger row PENDING until the file is moved: `mark_file_done`).
 
     Returns the delivery's status: ACCEPTED, or SUPERSEDED when a newer snapshot of every
     study it covers is already current (an old file arriving late is kept as history).
@@ -276,6 +287,46 @@ def load_accepted(
         con.execute("rollback")
         raise
     return status
+
+
+def mark_file_done(
+    con: duckdb.DuckDBPyConnection, delivery_id: int, *, sha256: str | None = None
+) -> None:
+    """The delivery's file is where its row says (or removed, when not kept). `sha256` sets the
+    hash of an entry hashed only once it was in quarantine."""
+    con.execute(
+        "update ops.deliveries set file_state = 'DONE', sha256 = coalesce(?, sha256) "
+        "where delivery_id = ?",
+        [sha256, delivery_id],
+    )
+
+
+def mark_file_lost(con: duckdb.DuckDBPyConnection, delivery_id: int) -> None:
+    """Neither the stored file nor the inbox original exists any more."""
+    con.execute(
+        "update ops.deliveries set file_state = 'LOST' where delivery_id = ?", [delivery_id]
+    )
+
+
+def pending_files(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """Deliveries whose file move a kill interrupted: (delivery_id, smo_id, file_name, sha256,
+    status, stored_path), oldest first."""
+    return con.execute(
+        """
+        select delivery_id, smo_id, file_name, sha256, status, stored_path
+        from ops.deliveries where file_state = 'PENDING' order by delivery_id
+        """
+    ).fetchall()
+
+
+def redaction_of(con: duckdb.DuckDBPyConnection, delivery_id: int) -> dict | None:
+    """What the delivery gate recorded about the delivery's redacted copy, if it has one."""
+    row = con.execute(
+        "select details from ops.gate_results "
+        "where delivery_id = ? and check_name = 'identifiers.stripped' limit 1",
+        [delivery_id],
+    ).fetchone()
+    return json.loads(row[0]) if row else None
 
 
 def _advance_current(

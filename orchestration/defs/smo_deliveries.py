@@ -186,6 +186,8 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
             settle_seconds=settings.inbox_settle_seconds,
             run_id=context.run_id,
         )
+        for line in summary.recovered:  # a killed run's half-done deliveries, settled
+            context.log.warning(f"recovered {line}")
         for outcome in summary.outcomes:
             if outcome.status == "REJECTED":
                 context.log.warning(
