@@ -1,0 +1,223 @@
+"""A delivery's ledger row and its file move are one recoverable unit.
+
+A child process runs the real `process_inbox` and kills itself with SIGKILL at a crash point
+(`SMO_TEST_KILL_AT`, core/crash_points.py) of the first file it handles; a plain rerun must then
+leave the ledger, the archive, the quarantine and the inbox in agreement, exactly as an
+uninterrupted run would have: no DUPLICATE, no file without a row, no row without its file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from core.settings import PROJECT_ROOT
+from ingest.inbox import process_inbox
+from ingest.profiles import load_profile
+from synthetic.bad_deliveries import write_valid_deliveries
+from synthetic.dialects import DIALECTS
+from tests.ingest.test_strip_identifiers import BIRTH_DATES, DOB, with_column
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and POSIX file names")
+
+SMO = "SMO-IBERIA"
+POINTS = ("inbox_before_record", "inbox_after_record", "inbox_after_move")
+#: Written beside a stored file: reports, the redacted copy's record, a redaction in progress.
+BESIDE = (".report.json", ".report.md", ".redaction.json", ".redacting")
+
+CHILD = """
+import sys
+from pathlib import Path
+import duckdb
+from ingest.inbox import process_inbox
+
+root = Path(sys.argv[1])
+with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+    process_inbox(con, inbox=root / "inbox", archive=root / "archive",
+                  quarantine=root / "quarantine", profiles_dir=root / "profiles")
+"""
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory) -> dict[str, Path]:
+    return write_valid_deliveries(tmp_path_factory.mktemp("valid"))[SMO]
+
+
+def run(root: Path):
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        return process_inbox(con, inbox=root / "inbox", archive=root / "archive",
+                             quarantine=root / "quarantine", profiles_dir=root / "profiles")  # fmt: skip
+
+
+def run_killed(root: Path, point: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(root)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "SMO_TEST_KILL_AT": point},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == -9, f"not killed at {point}: {done.stderr[-2000:]}"
+
+
+def deliver(root: Path, source: Path, name: str | bytes | None = None) -> Path:
+    folder = root / "inbox" / SMO
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (source.name if name is None else os.fsdecode(name))
+    shutil.copy2(source, target)
+    return target
+
+
+def setup(root: Path, scenario: str, valid: dict[str, Path]) -> None:
+    """A warehouse and inbox whose next file to process is the scenario's delivery."""
+    profile = DIALECTS[SMO.split("-", 1)[1].lower()].profile(SMO)
+    if scenario == "redacted":
+        profile["feeds"]["subjects"]["strip_identifiers"] = [DOB]
+    (root / "profiles").mkdir(parents=True)
+    (root / "profiles" / f"{SMO}.yaml").write_text(
+        yaml.safe_dump(profile, allow_unicode=True, sort_keys=False)
+    )
+    if scenario in ("duplicate", "redacted"):  # a roster (and a first copy) already loaded
+        deliver(root, valid["sites"])
+        assert {o.status for o in run(root).outcomes} == {"ACCEPTED"}
+    if scenario in ("accepted", "duplicate"):
+        deliver(root, valid["sites"])
+    elif scenario == "rejected":  # subjects without a roster: every site unknown
+        deliver(root, valid["subjects"])
+    elif scenario == "unopened":  # a control character in the name: quarantined unopened
+        deliver(root, valid["sites"], b"IBERIA_centros_\x0720261116.csv")
+    elif scenario == "redacted":
+        opts = load_profile(root / "profiles" / f"{SMO}.yaml").feeds["subjects"].file
+        with_column(valid["subjects"], root / "inbox" / SMO / valid["subjects"].name, opts=opts,
+                    at=3, header=DOB, values=BIRTH_DATES)  # fmt: skip
+
+
+def stored_name(path: str | None) -> str | None:
+    return None if path is None else re.sub(r"^\d+__", "", Path(path).name)
+
+
+def state(root: Path) -> dict:
+    """Ledger, gate rows and raw rows without delivery ids (a kill before the commit uses one)."""
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        ledger = con.execute(
+            "select status, file_name, sha256, row_count, error_count, file_state, stored_path "
+            "from ops.deliveries order by all"
+        ).fetchall()
+        gate = con.execute(
+            "select d.file_name, d.status, g.check_name, g.success from ops.gate_results g "
+            "join ops.deliveries d using (delivery_id) order by all"
+        ).fetchall()
+        raw = con.execute("select count(*) from raw.sites").fetchone()[0]
+        raw += con.execute("select count(*) from raw.subjects").fetchone()[0]
+    return {"ledger": [(*r[:-1], stored_name(r[-1])) for r in ledger], "gate": gate, "raw": raw}
+
+
+def assert_agree(root: Path) -> None:
+    """Every row's file is where it says; every kept file and report has its row; inbox empty."""
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select delivery_id, status, stored_path, report_path, file_state from ops.deliveries"
+        ).fetchall()
+        gated = {r[0] for r in con.execute("select delivery_id from ops.gate_results").fetchall()}
+    assert [r for r in rows if r[4] != "DONE"] == []
+    assert [p for p in (root / "inbox").rglob("*") if not p.is_dir()] == []
+    stored = {Path(r[2]) for r in rows if r[2]}
+    kept = [p for p in (root / "archive").rglob("*") if p.is_file()]
+    kept += [p for p in (root / "quarantine").rglob("*") if p.is_file()]
+    assert {p for p in kept if not p.name.endswith(BESIDE)} == stored
+    ids = {r[0] for r in rows}
+    beside = [p for p in kept if p.name.endswith(BESIDE)]
+    assert [p for p in beside if int(p.name.lstrip(".").split("__")[0]) not in ids] == []
+    assert not [p for p in beside if p.name.endswith(".redacting")]
+    for delivery_id, status, _, report, _ in rows:
+        if status == "REJECTED":
+            assert report and Path(report).exists() and delivery_id in gated
+
+
+SCENARIOS = ("accepted", "rejected", "duplicate", "redacted", "unopened")
+
+
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_a_kill_at_any_point_of_a_delivery_is_settled_by_the_next_run(
+    tmp_path, valid, scenario, point
+):
+    clean = tmp_path / "clean"
+    setup(clean, scenario, valid)
+    run(clean)
+    expected = state(clean)
+    root = tmp_path / "killed"
+    setup(root, scenario, valid)
+
+    run_killed(root, point)
+    summary = run(root)
+
+    assert_agree(root)
+    assert state(root) == expected
+    said = [line for line in summary.recovered if line.startswith("delivery ")]
+    if point == "inbox_before_record":  # nothing recorded: processed again as new
+        assert said == [] and len(summary.outcomes) == 1
+        leftovers = scenario in ("rejected", "redacted", "unopened")  # reports, redacted copy
+        assert any("was never recorded" in line for line in summary.recovered) == leftovers
+    else:  # recorded: finished, never processed a second time
+        assert summary.outcomes == [] and len(said) == 1, summary.recovered
+        assert "LOST" not in said[0]
+
+
+def test_an_accepted_delivery_killed_before_its_move_is_not_a_duplicate(tmp_path, valid):
+    setup(tmp_path, "accepted", valid)
+    source = tmp_path / "inbox" / SMO / valid["sites"].name
+
+    run_killed(tmp_path, "inbox_after_record")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        [(delivery_id, status, stored, file_state)] = con.execute(
+            "select delivery_id, status, stored_path, file_state from ops.deliveries"
+        ).fetchall()
+    assert (status, file_state) == ("ACCEPTED", "PENDING")
+    assert source.exists() and not Path(stored).exists()  # the disagreement the kill leaves
+
+    summary = run(tmp_path)
+
+    assert summary.outcomes == []  # not recorded again: no DUPLICATE
+    [line] = summary.recovered
+    assert f"delivery {delivery_id} ACCEPTED {SMO}/{source.name}" in line and "moved to" in line
+    assert not source.exists() and Path(stored).read_bytes() == valid["sites"].read_bytes()
+    assert_agree(tmp_path)
+
+
+def test_a_rejected_delivery_killed_before_its_move_keeps_row_and_gate_results(tmp_path, valid):
+    setup(tmp_path, "rejected", valid)
+    run_killed(tmp_path, "inbox_after_record")
+    run(tmp_path)
+    assert_agree(tmp_path)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        [(status, errors, checks)] = con.execute(
+            "select d.status, d.error_count, count(g.check_name) from ops.deliveries d "
+            "join ops.gate_results g using (delivery_id) group by all"
+        ).fetchall()
+    assert status == "REJECTED" and errors > 0 and checks >= 2  # contract + the rule broken
+
+
+def test_a_pending_delivery_whose_file_is_gone_is_marked_lost(tmp_path, valid):
+    setup(tmp_path, "accepted", valid)
+    run_killed(tmp_path, "inbox_after_record")
+    (tmp_path / "inbox" / SMO / valid["sites"].name).unlink()  # removed by hand meanwhile
+
+    summary = run(tmp_path)
+
+    [line] = summary.recovered
+    assert "LOST" in line and "ACCEPTED" in line
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select status, file_state from ops.deliveries").fetchall() == [
+            ("ACCEPTED", "LOST")
+        ]
+    assert run(tmp_path).recovered == []  # settled once
