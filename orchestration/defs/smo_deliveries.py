@@ -49,7 +49,8 @@ def _specs() -> list[dg.AssetSpec]:
             group_name="ops",
             kinds={"duckdb"},
             description="Delivery ledger: one row per file received (ACCEPTED, REJECTED, "
-            "DUPLICATE, SUPERSEDED), with hash, size, dates, counts and report path.",
+            "DUPLICATE, SUPERSEDED), with hash, size, dates, counts, report and stored path, and "
+            "file_state (PENDING until the file is moved, DONE, or LOST).",
         )
     )
     specs.append(
