@@ -495,14 +495,22 @@ _BEFORE_RECORD = (".report.json", ".report.md", ".redaction.json", ".redacting")
 
 
 def _remove_unrecorded(con: duckdb.DuckDBPyConnection, roots: tuple[Path, ...]) -> list[str]:
-    """Reports and redacted copies of a delivery id that has no ledger row: a kill before the
-    row committed (the file itself is still in the inbox and is processed again)."""
+    """Reports and redacted copies of a delivery id that has no ledger row and whose stored file
+    does not exist: a kill before the row committed (the file itself is still in the inbox and
+    is processed again). Stored files are never deleted (an archive older than the warehouse
+    keeps everything)."""
     by_id: dict[int, list[Path]] = {}
     for root in roots:
         for folder in _subfolders(root):
-            for name in os.listdir(folder):
+            names = set(os.listdir(folder))
+            for name in names:
                 match = _STORED_NAME.match(name)
-                if match and name.endswith(_BEFORE_RECORD):
+                if not match or not name.endswith(_BEFORE_RECORD):
+                    continue
+                stored = name.lstrip(".").removesuffix(".redacting")
+                for suffix in (".report.json", ".report.md", ".redaction.json"):
+                    stored = stored.removesuffix(suffix)
+                if stored not in names:
                     by_id.setdefault(int(match[1]), []).append(folder / name)
     if not by_id:
         return []

@@ -221,3 +221,16 @@ def test_a_pending_delivery_whose_file_is_gone_is_marked_lost(tmp_path, valid):
             ("ACCEPTED", "LOST")
         ]
     assert run(tmp_path).recovered == []  # settled once
+
+
+def test_an_archive_older_than_the_warehouse_keeps_its_files_and_reports(tmp_path, valid):
+    setup(tmp_path, "rejected", valid)
+    [rejected] = run(tmp_path).outcomes
+    kept = sorted(p.name for p in (tmp_path / "quarantine" / SMO).iterdir())
+    assert len(kept) == 3  # the file and its two reports
+    (tmp_path / "warehouse.duckdb").unlink()  # a new warehouse beside the old quarantine
+
+    summary = run(tmp_path)
+
+    assert summary.recovered == [] and rejected.stored_path.exists()
+    assert sorted(p.name for p in (tmp_path / "quarantine" / SMO).iterdir()) == kept
