@@ -22,10 +22,13 @@ the row marked DONE. `recover_pending` runs before every batch and settles what 
 - a PENDING row is finished: a stored file that is in place is kept (and the inbox original of
   the same SHA-256 removed); an original still in the inbox is moved (its redacted copy put in
   place) and never becomes a DUPLICATE; with neither left the row is marked LOST;
+- a delivery pulled after loading (`ingest.retraction`) whose file is still in the archive is
+  moved to quarantine;
 - a report, sidecar or redacted copy whose delivery id has no ledger row (killed before the
   commit; the file is still in the inbox and is processed again) is deleted.
 Each settled delivery gives one line in `BatchSummary.recovered` (and the log). Crash points
-(`core.crash_points`): `inbox_before_record`, `inbox_after_record`, `inbox_after_move`.
+(`core.crash_points`): `inbox_before_record`, `inbox_after_record`, `inbox_after_move`
+(`pull_after_record` in `ingest.retraction`).
 """
 
 from __future__ import annotations
@@ -388,7 +391,7 @@ def recover_pending(
         delivery_id, smo_id, file_name, _, status, _ = row
         where = f"{smo_id}/{file_name}"
         try:
-            said = _finish_pending(con, inbox, profiles_dir, *row)
+            said = _finish_pending(con, inbox, archive, profiles_dir, *row)
         except Exception as exc:  # noqa: BLE001 - stays PENDING; retried by the next run
             source = _inbox_original(inbox / smo_id, file_name, row[3])
             if source is not None:
@@ -410,8 +413,8 @@ def recover_pending(
 
 
 def _finish_pending(
-    con, inbox: Path, profiles_dir: Path, delivery_id, smo_id, file_name, sha256, status,
-    stored_path,
+    con, inbox: Path, archive: Path, profiles_dir: Path, delivery_id, smo_id, file_name, sha256,
+    status, stored_path,
 ) -> str:  # fmt: skip
     """Finish one PENDING delivery's move, or mark it LOST; say what was done."""
     target = Path(stored_path) if stored_path else None
@@ -434,6 +437,9 @@ def _finish_pending(
         else:
             os.unlink(source)
             said = f"already in {target}; the original removed from the inbox"
+    elif source is None and (pulled := _archived_as(archive / smo_id, target)) is not None:
+        move_entry(pulled, target)  # a delivery pulled after loading (ingest.retraction)
+        said = f"moved from the archive to {target}"
     elif redaction is not None and (_redacting(target).exists() or source is not None):
         said = f"redacted copy put in place at {target}"
         if not _redacting(target).exists():  # removed meanwhile: written again
@@ -455,6 +461,12 @@ def _finish_pending(
         hashed = _stored_sha256(target)  # an entry hashed only once it is in quarantine
     warehouse.mark_file_done(con, delivery_id, sha256=hashed)
     return said
+
+
+def _archived_as(folder: Path, target: Path) -> Path | None:
+    """The archived file of a delivery pulled to `target` in quarantine (same stored name)."""
+    archived = folder / target.name
+    return archived if archived != target and os.path.lexists(archived) else None
 
 
 def _redact_again(source: Path, target: Path, profile_path: Path) -> dict:

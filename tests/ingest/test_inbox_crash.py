@@ -46,6 +46,19 @@ with duckdb.connect(str(root / "warehouse.duckdb")) as con:
 """
 
 
+PULL_CHILD = """
+import sys
+from pathlib import Path
+import duckdb
+from ingest.retraction import FailedCheck, pull_delivery
+
+root = Path(sys.argv[1])
+with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+    check = FailedCheck("not_null_x", "a_model", 1, "1 row fails")
+    pull_delivery(con, int(sys.argv[2]), [check], quarantine=root / "quarantine")
+"""
+
+
 @pytest.fixture(scope="module")
 def valid(tmp_path_factory) -> dict[str, Path]:
     return write_valid_deliveries(tmp_path_factory.mktemp("valid"))[SMO]
@@ -57,9 +70,9 @@ def run(root: Path):
                              quarantine=root / "quarantine", profiles_dir=root / "profiles")  # fmt: skip
 
 
-def run_killed(root: Path, point: str) -> None:
+def run_killed(root: Path, point: str, child: str = CHILD, *args: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root)],
+        [sys.executable, "-c", child, str(root), *args],
         cwd=PROJECT_ROOT,
         env={**os.environ, "SMO_TEST_KILL_AT": point},
         capture_output=True,
@@ -234,3 +247,24 @@ def test_an_archive_older_than_the_warehouse_keeps_its_files_and_reports(tmp_pat
 
     assert summary.recovered == [] and rejected.stored_path.exists()
     assert sorted(p.name for p in (tmp_path / "quarantine" / SMO).iterdir()) == kept
+
+
+def test_a_pull_killed_before_its_move_is_finished_by_the_next_batch(tmp_path, valid):
+    setup(tmp_path, "accepted", valid)
+    [loaded] = run(tmp_path).outcomes
+    assert loaded.status == "ACCEPTED" and loaded.stored_path.exists()
+
+    run_killed(tmp_path, "pull_after_record", PULL_CHILD, str(loaded.delivery_id))
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        [(status, stored, file_state)] = con.execute(
+            "select status, stored_path, file_state from ops.deliveries"
+        ).fetchall()
+    assert (status, file_state) == ("REJECTED", "PENDING") and loaded.stored_path.exists()
+
+    summary = run(tmp_path)
+
+    [line] = summary.recovered
+    assert f"delivery {loaded.delivery_id} REJECTED" in line and "from the archive" in line
+    assert not loaded.stored_path.exists()
+    assert Path(stored).read_bytes() == valid["sites"].read_bytes()
+    assert_agree(tmp_path)
