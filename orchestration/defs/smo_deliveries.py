@@ -232,6 +232,7 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
                     for status in ("ACCEPTED", "REJECTED", "DUPLICATE", "SUPERSEDED")
                 },
                 "left_in_inbox": len(summary.skipped),
+                "recovered_from_killed_runs": len(summary.recovered),
                 "seconds": round(elapsed, 2),
                 "last_accepted_per_smo": dg.MetadataValue.md(
                     markdown_table(("smo", "feed", "last accepted delivery", "deliveries"), last)
