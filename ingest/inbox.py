@@ -406,7 +406,14 @@ def recover_pending(
         line = f"delivery {delivery_id} {status} {where} (left half done by a killed run): {said}"
         summary.recovered.append(line)
         log.warning(line)
-    for line in _remove_unrecorded(con, (archive, quarantine)):
+    try:
+        removed = _remove_unrecorded(con, (archive, quarantine))
+    except OSError as exc:  # never blocks the batch: tried again by the next run
+        why = f"leftovers of killed runs not checked: {_error_text(exc)}"
+        summary.skipped.append((f"{archive}, {quarantine}", why))
+        log.warning(why)
+        removed = []
+    for line in removed:
         summary.recovered.append(line)
         log.warning(line)
     return held
