@@ -176,7 +176,21 @@ def generate_command(args: argparse.Namespace) -> int:
 
     scale = args.scale if args.scale in ("demo", "large") else float(args.scale)
     end = dt.date.fromisoformat(args.end_date) if args.end_date else DEFAULT_END
-    truth = generate(Path(args.out), scale=scale, weeks=args.weeks, seed=args.seed, end=end)
+    withheld: dict[str, list[str]] = {}
+    for item in args.withhold:
+        smo_id, sep, what = item.partition(":")
+        if not sep or not what:
+            print(f"--withhold {item!r}: expected SMO:FEED or SMO:FEED.COLUMN", file=sys.stderr)
+            return 2
+        withheld.setdefault(smo_id, []).append(what)
+    try:
+        truth = generate(
+            Path(args.out), scale=scale, weeks=args.weeks, seed=args.seed, end=end,
+            withheld=withheld,
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"--withhold: {exc}", file=sys.stderr)
+        return 2
     counts = file_counts(Path(args.out))
     print(
         f"Generated {sum(counts.values())} delivery files for {len(counts)} SMOs into {args.out}/inbox"
@@ -218,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--end-date", help="last delivery date, YYYY-MM-DD (default: fixed 2026-11-16)"
     )
     gen.add_argument("--out", required=True, help="output folder")
+    gen.add_argument(
+        "--withhold",
+        action="append",
+        default=[],
+        metavar="SMO:FEED[.COLUMN]",
+        help="an SMO does not deliver this feed or column (repeatable), e.g. "
+        "SMO-NORDIC:deviations or SMO-IBERIA:visits.crf_entry_date",
+    )
     gen.set_defaults(func=generate_command)
     return parser
 

@@ -45,7 +45,8 @@ class Settings:
     peer_cohort_max: int
     #: Wall-clock bound on one registry fetch, retries and waits included (seconds).
     registry_budget_seconds: float
-    #: Published BI databases kept (the current one included) under publish_dir/history.
+    #: Published BI databases kept (the current one included) under publish_dir/history, and
+    #: Parquet sets under publish_dir/parquet/sets (at least two).
     publish_keep: int
     #: Publish gate: an SMO whose newest delivery is more days behind the as-of date blocks.
     freshness_max_days: int

@@ -56,6 +56,8 @@ class Problem:
     column: str | None = None
     row: int | None = None
     value: str | None = None
+    #: The file the row is in, when a result covers several files (an SDTM delivery set).
+    file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,9 +185,8 @@ def check_delivery(
     if matched is None:
         patterns = ", ".join(f"{f.feed}: {f.file_pattern}" for f in profile.feeds.values())
         sdtm = (
-            f" The profile reads CDISC SDTM domains ({profile.sdtm.file_pattern}) as one "
-            "delivery of several files, which only `smo-oversight check-delivery` takes so far; "
-            "the inbox does not group domain files yet."
+            f" The profile also reads CDISC SDTM domain files ({profile.sdtm.file_pattern}, "
+            "or any file with a DOMAIN column), and this file is not one either."
             if profile.sdtm is not None
             else ""
         )

@@ -14,6 +14,11 @@ rebuilt from), rejected ones to `quarantine/<smo_id>/` beside their reports. Fil
 rename, so the archive holds the delivered bytes; for a feed whose profile strips identifier
 columns it holds a redacted copy instead (`ingest.redact`) and never the original.
 
+For an SMO whose profile has an `sdtm:` section, the domain files of one CDISC SDTM delivery
+are grouped (`ingest.inbox_sdtm`) and handled as one unit (`process_sdtm_set`): checked
+together, loaded in one transaction (one ledger row per canonical feed), recorded as a
+duplicate, or rejected and quarantined whole; an incomplete set waits in the inbox.
+
 A delivery's ledger row and its file move are one recoverable unit. Everything that can be
 rewritten (reports, the redacted copy and its `.redaction.json`) is written beside the target
 first; then the ledger row (with its gate rows, and for an accepted file its rows) is committed
@@ -33,6 +38,7 @@ Each settled delivery gives one line in `BatchSummary.recovered` (and the log). 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -49,7 +55,7 @@ from core.crash_points import crash_point
 from expectations.contracts import Plausibility
 from expectations.feeds import FEED_LOAD_ORDER
 from ingest import warehouse
-from ingest.gate import GateResult, Problem, check_delivery
+from ingest.gate import GateResult, Problem, RuleTotal, check_delivery
 from ingest.inbox_entries import (
     InboxEntry,
     NotRegularFile,
@@ -62,10 +68,12 @@ from ingest.inbox_entries import (
     scan_inbox,
 )
 from ingest.inbox_entries import ready_files as ready_files  # where callers found it
+from ingest.inbox_sdtm import SdtmGrouping, SdtmSet, folder_names, group_sdtm
 from ingest.plausibility import plausibility, roster_study_starts
 from ingest.profiles import FeedProfile, Profile, ProfileError, load_profile
 from ingest.redact import RedactionError, redact_delivery
 from ingest.rejection_report import write_reports
+from ingest.sdtm import DOMAINS, SdtmDelivery, check_sdtm_delivery, storage_profile
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +369,9 @@ def process_inbox(
         files = sorted(
             (e for e in entries if e.deliverable), key=lambda e: _load_order(profile, e.path)
         )
+        sdtm = _group_sdtm(files, entries, profile, inbox / smo_id)
+        if sdtm is not None:
+            files = [e for e in files if profile.feed_for(e.name) or e in sdtm.other]
         for entry in files:
             outcome = _run_step(
                 summary, entry, _process_or_reject, con, entry, profile, roster,
@@ -369,6 +380,11 @@ def process_inbox(
             if outcome and outcome.feed == "sites" and outcome.status == "ACCEPTED":
                 roster = warehouse.current_roster(con, smo_id)
                 context = plausibility(study_starts=roster_study_starts(con, smo_id))
+        if sdtm is not None:
+            _process_sdtm_grouping(
+                summary, con, sdtm, profile, roster, context,
+                archive=archive, quarantine=quarantine, run_id=run_id,
+            )  # fmt: skip
     return summary
 
 
@@ -862,3 +878,407 @@ def _duplicate_result(path: Path, profile: Profile, snap: _Snapshot) -> GateResu
         result.study_id = matched[1].get("study_id")
         result.delivery_date = profile.parse_delivery_date(*matched)
     return result
+
+
+# -- CDISC SDTM delivery sets -------------------------------------------------------------------
+
+
+class LoadedSetNotStored(Exception):
+    """An SDTM set was loaded (committed) but its files could not all be moved out of the inbox."""
+
+    def __init__(self, outcomes: list[Outcome], cause: BaseException):
+        self.outcomes, self.cause = outcomes, cause
+        super().__init__(str(cause))
+
+
+def _group_sdtm(files: list[InboxEntry], entries: list[InboxEntry], profile: Profile, folder):
+    """The SMO's SDTM delivery sets among the ready files no feed pattern matches (None when
+    its profile has no `sdtm:` section)."""
+    if profile.sdtm is None:
+        return None
+    candidates = [e for e in files if profile.feed_for(e.name) is None]
+    scanned = {e.path.name for e in entries}
+    try:
+        return group_sdtm(candidates, profile.sdtm, folder_names(folder), scanned)
+    except Exception as exc:  # noqa: BLE001 - the SMO's other files and the other SMOs go on
+        why = f"could not be grouped into SDTM deliveries: {_error_text(exc)}"
+        return SdtmGrouping(waiting=[(f"{e.smo_id}/{e.name}", why) for e in candidates])
+
+
+def _process_sdtm_grouping(
+    summary: BatchSummary,
+    con: duckdb.DuckDBPyConnection,
+    grouping: SdtmGrouping,
+    profile: Profile,
+    roster: frozenset[str],
+    context: Plausibility,
+    *,
+    archive: Path,
+    quarantine: Path,
+    run_id: str | None,
+) -> None:
+    """Incomplete sets wait in the inbox, unused domains are rejected one by one, and each
+    complete set is loaded or rejected whole (oldest first)."""
+    summary.skipped += grouping.waiting
+    for entry, domain in grouping.unused:
+        _run_step(summary, entry, _reject_unused_domain, con, entry, profile, domain, quarantine,
+                  run_id)  # fmt: skip
+    for sdtm_set in grouping.ready:
+        outcomes = _run_set_step(
+            summary, sdtm_set, con, sdtm_set, profile, roster,
+            archive=archive, quarantine=quarantine, run_id=run_id, plausibility=context,
+        )  # fmt: skip
+        if any(o.feed == "sites" and o.status == "ACCEPTED" for o in outcomes):
+            roster = warehouse.current_roster(con, profile.smo_id)
+            context = plausibility(study_starts=roster_study_starts(con, profile.smo_id))
+
+
+def _run_set_step(summary: BatchSummary, sdtm_set: SdtmSet, *args, **kwargs) -> list[Outcome]:
+    """Run one SDTM set; whatever happens, the batch goes on."""
+    where = [f"{e.smo_id}/{e.name}" for _, e in sdtm_set.members]
+    try:
+        outcomes = _process_set_or_reject(*args, **kwargs)
+    except LoadedSetNotStored as exc:
+        ids = ", ".join(str(o.delivery_id) for o in exc.outcomes)
+        why = (f"loaded as deliveries {ids} (SDTM set {sdtm_set.name}) but not moved out of the "
+               f"inbox ({exc.cause}); move what is left to the archive by hand")  # fmt: skip
+        summary.skipped += [(w, why) for w in where]
+        outcomes = exc.outcomes
+    except Exception as exc:  # noqa: BLE001 - recording the rejection itself failed
+        why = f"SDTM set {sdtm_set.name} could not be processed or quarantined: {_error_text(exc)}"
+        summary.skipped += [(w, why) for w in where]
+        return []
+    summary.outcomes.extend(outcomes)
+    return outcomes
+
+
+def _process_set_or_reject(
+    con, sdtm_set: SdtmSet, profile: Profile, roster, *, archive, quarantine, run_id, plausibility
+) -> list[Outcome]:
+    try:
+        return process_sdtm_set(
+            con, sdtm_set, profile, roster, archive=archive, quarantine=quarantine,
+            run_id=run_id, plausibility=plausibility,
+        )  # fmt: skip
+    except LoadedSetNotStored:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unforeseen failure is the whole set's rejection
+        # The set's feeds load in one transaction (rolled back on error): nothing of it stays.
+        problem = Problem(
+            "file.unreadable",
+            f"Processing the SDTM delivery set failed unexpectedly ({_error_text(exc)}); nothing "
+            "of it was loaded. If the files are right, tell the pipeline's maintainers.",
+        )
+        paths = [e.path for _, e in sdtm_set.members]
+        delivery = SdtmDelivery(paths=paths, domains={}, results=[], problems=[problem])
+        snaps = {e.name: _snapshot_or_none(e.path) for _, e in sdtm_set.members}
+        return [_reject_set(con, sdtm_set, profile, delivery, snaps, quarantine=quarantine,
+                            processed_at=_now(), run_id=run_id)]  # fmt: skip
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _snapshot_or_none(path: Path) -> _Snapshot | None:
+    try:
+        return _snapshot(path)
+    except (OSError, NotRegularFile):
+        return None
+
+
+def _set_digest(sdtm_set: SdtmSet, snaps: dict[str, _Snapshot | None]) -> str:
+    """The set's identity: each domain file's domain, name and SHA-256, in domain order."""
+    digest = hashlib.sha256()
+    for domain, entry in sdtm_set.members:
+        snap = snaps.get(entry.name)
+        digest.update(f"{domain}:{entry.name}:{snap.sha256 if snap else ''}\n".encode())
+    return digest.hexdigest()
+
+
+def _set_details(sdtm_set: SdtmSet, snaps: dict[str, _Snapshot | None]) -> dict:
+    return {
+        "set": sdtm_set.name,
+        "files": [
+            {
+                "file": entry.name,
+                "domain": domain,
+                "sha256": snaps[entry.name].sha256 if snaps.get(entry.name) else None,
+                "size_bytes": snaps[entry.name].size if snaps.get(entry.name) else None,
+            }
+            for domain, entry in sdtm_set.members
+        ],
+    }
+
+
+def _set_storages(sdtm_set: SdtmSet, folder: Path, profile: Profile, snaps) -> list[_Storage]:
+    """How each domain file is kept in the set's folder (a redacted copy where the profile
+    strips identifiers; an entry that is no longer a regular file is moved unopened)."""
+    storages = []
+    for _, entry in sdtm_set.members:
+        target = folder / fit_name(entry.name)
+        if not os.path.lexists(entry.path):  # gone meanwhile: nothing to keep
+            storages.append(_Storage(target))
+            continue
+        if not classify(entry.path, entry.smo_id, os.lstat(entry.path)).deliverable:
+            storages.append(_Storage(target))
+            continue
+        storage_feed = storage_profile(profile.sdtm, entry.path)
+        storages.append(
+            _prepare_storage(entry.path, target, storage_feed, snaps.get(entry.name), found=None)
+        )
+    return storages
+
+
+def _discard_temps(storages: list[_Storage]) -> None:
+    for storage in storages:
+        if storage.temp is not None:
+            storage.temp.unlink(missing_ok=True)
+
+
+def _finish_set(sdtm_set: SdtmSet, storages: list[_Storage]) -> None:
+    for (_, entry), storage in zip(sdtm_set.members, storages, strict=True):
+        if os.path.lexists(entry.path):
+            _finish_storage(entry.path, storage)
+
+
+def process_sdtm_set(
+    con: duckdb.DuckDBPyConnection,
+    sdtm_set: SdtmSet,
+    profile: Profile,
+    roster: frozenset[str],
+    *,
+    archive: Path,
+    quarantine: Path,
+    run_id: str | None = None,
+    plausibility: Plausibility | None = None,
+) -> list[Outcome]:
+    """One SDTM delivery set: loaded whole (one ledger row per canonical feed, in one
+    transaction), recorded as a duplicate when the same files were loaded before, or rejected
+    whole. The domain files are kept together in `<delivery id>__<set name>/`."""
+    processed_at = _now()
+    snaps: dict[str, _Snapshot | None] = {}
+    for _, entry in sdtm_set.members:
+        snaps[entry.name] = _snapshot(entry.path)  # not a regular file: the set's rejection
+    sha256 = _set_digest(sdtm_set, snaps)
+    received_at = max(s.received_at for s in snaps.values())
+    loaded = warehouse.loaded_set_deliveries(con, profile.smo_id, sdtm_set.name, sha256)
+    if loaded:
+        return _duplicate_set(con, sdtm_set, profile, loaded, snaps, sha256, archive=archive,
+                              received_at=received_at, processed_at=processed_at, run_id=run_id)  # fmt: skip
+    delivery = check_sdtm_delivery(
+        [e.path for _, e in sdtm_set.members], profile,
+        received_at=received_at, roster=roster, plausibility=plausibility,
+    )  # fmt: skip
+    if not delivery.accepted:
+        return [_reject_set(con, sdtm_set, profile, delivery, snaps, quarantine=quarantine,
+                            processed_at=processed_at, run_id=run_id)]  # fmt: skip
+
+    ids = [warehouse.next_delivery_id(con) for _ in delivery.results]
+    folder = _stored_path(Path(sdtm_set.name), archive / profile.smo_id, ids[0])
+    set_path = sdtm_set.members[0][1].path.with_name(sdtm_set.name)
+    details = _set_details(sdtm_set, snaps)
+    storages = _set_storages(sdtm_set, folder, profile, snaps)
+    try:
+        not_kept = [s.note for s in storages if not s.keep]
+        if not_kept:
+            raise RuntimeError(not_kept[0])
+        loads = []
+        for delivery_id, result in zip(ids, delivery.results, strict=True):
+            feed_sha256 = result.sha256
+            result.path, result.sha256 = set_path, sha256
+            result.size_bytes = sum(s.size for s in snaps.values())
+            gate_rows = warehouse.delivery_gate_rows(
+                delivery_id, result, run_id,
+                details={"sdtm_set": details, "feed_sha256": feed_sha256},
+            )  # fmt: skip
+            for storage in storages:
+                gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
+            loads.append((delivery_id, result, gate_rows))
+        for _, entry in sdtm_set.members:
+            _check_unchanged(entry.path, snaps[entry.name])
+        statuses = warehouse.load_accepted_together(
+            con, loads, received_at=received_at, processed_at=processed_at,
+            stored_path=str(folder),  # named in the ledger before the move
+        )  # fmt: skip
+    except BaseException:
+        _discard_temps(storages)
+        raise
+    outcomes = [
+        Outcome(
+            delivery_id,
+            profile.smo_id,
+            result.feed,
+            sdtm_set.name,
+            status,
+            result.row_count,
+            0,
+            folder,
+        )  # fmt: skip
+        for (delivery_id, result, _), status in zip(loads, statuses, strict=True)
+    ]
+    try:
+        _finish_set(sdtm_set, storages)
+    except Exception as exc:  # noqa: BLE001 - loaded; only the move failed
+        raise LoadedSetNotStored(outcomes, exc) from exc
+    return outcomes
+
+
+def _duplicate_set(
+    con, sdtm_set: SdtmSet, profile: Profile, loaded: dict[str, int], snaps, sha256: str, *,
+    archive: Path, received_at: dt.datetime, processed_at: dt.datetime, run_id: str | None,
+) -> list[Outcome]:  # fmt: skip
+    """The same domain files (names and bytes) were loaded before: one DUPLICATE row per feed
+    that delivery loaded, no rows; the files are archived."""
+    feeds = sorted(loaded, key=FEED_LOAD_ORDER.index)
+    ids = [warehouse.next_delivery_id(con) for _ in feeds]
+    folder = _stored_path(Path(sdtm_set.name), archive / profile.smo_id, ids[0])
+    storages = _set_storages(sdtm_set, folder, profile, snaps)
+    try:
+        for _, entry in sdtm_set.members:
+            _check_unchanged(entry.path, snaps[entry.name])
+        _finish_set(sdtm_set, storages)
+    except BaseException:
+        _discard_temps(storages)
+        raise
+    kept = all(s.keep for s in storages)
+    outcomes = []
+    for delivery_id, feed in zip(ids, feeds, strict=True):
+        result = GateResult(
+            path=sdtm_set.members[0][1].path.with_name(sdtm_set.name),
+            smo_id=profile.smo_id,
+            profile_version=profile.version,
+            sha256=sha256,
+            size_bytes=sum(s.size for s in snaps.values()),
+            feed=feed,
+            delivery_date=_set_delivery_date(sdtm_set),
+        )
+        gate_rows = []
+        for storage in storages:
+            gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
+        warehouse.record(
+            con, delivery_id, result, status="DUPLICATE", received_at=received_at,
+            processed_at=processed_at, report_path=None,
+            stored_path=str(folder) if kept else None, duplicate_of=loaded[feed],
+            gate_rows=gate_rows,
+        )  # fmt: skip
+        outcomes.append(Outcome(delivery_id, profile.smo_id, feed, sdtm_set.name, "DUPLICATE",
+                                0, 0, folder if kept else None))  # fmt: skip
+    return outcomes
+
+
+def _set_delivery_date(sdtm_set: SdtmSet) -> dt.date | None:
+    """The delivery date the file names declare, if they do (as a duplicate file's)."""
+    raw = dict(sdtm_set.key).get("delivery_date")
+    for fmt in ("%Y%m%d", "%Y-%m-%d"):
+        try:
+            return dt.datetime.strptime(raw, fmt).date() if raw else None
+        except ValueError:
+            continue
+    return None
+
+
+def _reject_set(
+    con, sdtm_set: SdtmSet, profile: Profile, delivery: SdtmDelivery, snaps, *,
+    quarantine: Path, processed_at: dt.datetime, run_id: str | None,
+) -> Outcome:  # fmt: skip
+    """The whole set is refused: one REJECTED row and one report naming every problem of every
+    domain file and feed (file, row, column, rule, value); the files go to quarantine together."""
+    delivery_id = warehouse.next_delivery_id(con)
+    folder = _stored_path(Path(sdtm_set.name), quarantine / profile.smo_id, delivery_id)
+    result = GateResult(
+        path=sdtm_set.members[0][1].path.with_name(sdtm_set.name),
+        smo_id=profile.smo_id,
+        profile_version=profile.version,
+        sha256=_set_digest(sdtm_set, snaps),
+        size_bytes=sum(s.size for s in snaps.values() if s is not None),
+        delivery_date=next((r.delivery_date for r in delivery.results), None),
+    )
+    for problem in delivery.problems:
+        result.add(problem)
+    totals = {(t.rule, t.column): t.count for t in result.totals}
+    for feed_result in delivery.results:
+        for problem in feed_result.problems:
+            result.problems.append(
+                dataclasses.replace(
+                    problem,
+                    file=feed_result.path.name,
+                    message=f"[{feed_result.feed}] {problem.message}",
+                )  # fmt: skip
+            )
+        for total in feed_result.totals:
+            key = (total.rule, total.column)
+            totals[key] = totals.get(key, 0) + total.count
+    result.totals = [RuleTotal(rule, column, n) for (rule, column), n in totals.items()]
+    verdicts = {
+        r.feed: "passed its checks (not loaded)" if r.accepted
+        else f"rejected ({r.error_count:,} problem(s))"
+        for r in delivery.results
+    }  # fmt: skip
+    details = _set_details(sdtm_set, snaps)
+    extra: dict = {"sdtm": {**details, "feeds": verdicts}}
+    storages = _set_storages(sdtm_set, folder, profile, snaps)
+    redacted = [s.redaction for s in storages if s.redaction]
+    if redacted:
+        extra["redaction"] = {
+            "redacted": True,
+            "columns_removed": sorted({c for r in redacted for c in r["columns_removed"]}),
+            "original_sha256": result.sha256,
+            "files": redacted,
+        }
+    not_kept = [s.note for s in storages if not s.keep]
+    if not_kept:
+        extra["not_kept"] = not_kept[0]
+    try:
+        _, md_path = write_reports(result, folder, extra=extra)
+        _finish_set(sdtm_set, storages)
+    except BaseException:
+        _discard_temps(storages)
+        raise
+    gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id,
+                                             details={"sdtm_set": details})  # fmt: skip
+    for storage in storages:
+        gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
+    kept = folder if folder.exists() else None
+    warehouse.record(
+        con, delivery_id, result, status="REJECTED",
+        received_at=max((s.received_at for s in snaps.values() if s), default=processed_at),
+        processed_at=processed_at, report_path=str(md_path),
+        stored_path=None if kept is None else str(kept), gate_rows=gate_rows,
+    )  # fmt: skip
+    first = result.problems[0] if result.problems else None
+    return Outcome(
+        delivery_id, profile.smo_id, None, sdtm_set.name, "REJECTED", 0, result.error_count,
+        kept, md_path, first.message if first else None,
+    )  # fmt: skip
+
+
+def _reject_unused_domain(
+    con, entry: InboxEntry, profile: Profile, domain: str, quarantine: Path, run_id: str | None
+) -> Outcome:
+    """A domain file the pipeline does not read (AE, TS, ...) is rejected on its own, so it is
+    never archived as if it had been used; the set beside it goes on."""
+    processed_at = _now()
+    snap = _snapshot(entry.path)
+    delivery_id = warehouse.next_delivery_id(con)
+    result = GateResult(
+        path=entry.path,
+        smo_id=profile.smo_id,
+        profile_version=profile.version,
+        sha256=snap.sha256,
+        size_bytes=snap.size,
+    )
+    result.add(
+        Problem(
+            "sdtm.domain_unrecognized",
+            f"'{entry.name}' holds SDTM domain {domain}, which the pipeline does not read (it "
+            f"reads {', '.join(DOMAINS)}). The file is rejected on its own and nothing of it is "
+            "loaded; the other domain files of the delivery are processed without it. Leave "
+            "it out of the transfer.",
+            value=domain,
+        )
+    )
+    return _reject(
+        con, entry.path, result, storage_profile(profile.sdtm, entry.path), snap, delivery_id,
+        quarantine=quarantine, processed_at=processed_at, run_id=run_id,
+    )  # fmt: skip

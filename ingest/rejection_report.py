@@ -2,7 +2,8 @@
 
 `extra` sections a report may carry: `entry` (an inbox entry quarantined unopened: its kind,
 escaped name and the name's bytes in hex), `redaction` (identifier columns removed from the
-stored copy, with the original's SHA-256) and `not_kept` (why the file's bytes were not kept).
+stored copy, with the original's SHA-256), `not_kept` (why the file's bytes were not kept) and
+`sdtm` (an SDTM delivery set: its domain files and each canonical feed's verdict).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def report_dict(result: GateResult, extra: dict | None = None) -> dict:
         ],
         "failures": [
             {
-                "file": result.path.name,
+                "file": p.file or result.path.name,
                 "row": p.row,
                 "column": p.column,
                 "rule": p.rule,
@@ -79,6 +80,14 @@ def report_markdown(result: GateResult, extra: dict | None = None) -> str:
         )
     if data.get("not_kept"):
         lines.append(f"- {data['not_kept']}")
+    sdtm = data.get("sdtm")
+    if sdtm:
+        lines.append(
+            "- SDTM delivery set: "
+            + ", ".join(f"`{f['file']}` ({f['domain']})" for f in sdtm["files"])
+            + "; canonical feeds: "
+            + (", ".join(f"{feed} {verdict}" for feed, verdict in sdtm["feeds"].items()) or "none")
+        )
     if data["status"] == "REJECTED" and any(
         t["rule"].startswith("warehouse.") for t in data["totals"]
     ):
@@ -88,6 +97,14 @@ def report_markdown(result: GateResult, extra: dict | None = None) -> str:
             "warehouse check, so it was pulled: its rows were removed, the SMO's previous "
             "accepted snapshot is current again and every other SMO's data was published "
             "without it. Fix the data named below and put the file back in the inbox.",
+        ]
+    elif data["status"] == "REJECTED" and sdtm:
+        lines += [
+            "",
+            "The whole set of domain files was refused and nothing from it was loaded (its "
+            "feeds load together or not at all); the SMO's previous accepted snapshot stays "
+            "current. Fix the files (or the profile, if they are right) and put every domain "
+            "file of the set back in the inbox.",
         ]
     elif data["status"] == "REJECTED":
         lines += [
@@ -114,16 +131,24 @@ def report_markdown(result: GateResult, extra: dict | None = None) -> str:
             "",
             "Row numbers are as a spreadsheet shows them (the header is its own row).",
             "",
-            markdown_table(
-                ["row", "column", "rule", "value", "message"],
-                [
-                    [f["row"], f["column"], f"`{f['rule']}`", f["value"], f["message"]]
-                    for f in data["failures"]
-                ],
-                numeric={0},
-            ),
+            _failures_table(data),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _failures_table(data: dict) -> str:
+    """Failures with their file when the report covers several (an SDTM delivery set)."""
+    several = len({f["file"] for f in data["failures"]}) > 1 or data.get("sdtm")
+    header = ["row", "column", "rule", "value", "message"]
+    rows = [
+        [f["row"], f["column"], f"`{f['rule']}`", f["value"], f["message"]]
+        for f in data["failures"]
+    ]
+    if several:
+        header.insert(0, "file")
+        rows = [[f"`{f['file']}`", *row] for f, row in zip(data["failures"], rows, strict=True)]
+        return markdown_table(header, rows, numeric={1})
+    return markdown_table(header, rows, numeric={0})
 
 
 def write_reports(result: GateResult, stem: Path, extra: dict | None = None) -> tuple[Path, Path]:

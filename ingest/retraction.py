@@ -4,11 +4,12 @@ blocking check that the delivery gate could not see (a cross-feed or cross-week 
 The delivery becomes REJECTED exactly as if the gate had refused it: its rows leave
 `raw.<feed>`, the SMO's previous snapshot becomes current again, the archived file moves to
 quarantine beside a report naming the failed checks, and ops.gate_results records why. The
-other SMOs' deliveries are untouched, so the refresh can rebuild and publish for them.
+other SMOs' deliveries are untouched, so the refresh can rebuild and publish for them. The
+feeds of one SDTM delivery set were loaded together and are pulled together.
 
-Like every ledger change that moves a file, the row is committed first with `file_state`
-PENDING and its new `stored_path`, then the file moves and the row is marked DONE; a kill in
-between is finished by the next inbox batch (`ingest.inbox.recover_pending`).
+Like every ledger change that moves a file, the rows are committed first with `file_state`
+PENDING and their new `stored_path`, then the file (or set folder) moves and the rows are marked
+DONE; a kill in between is finished by the next inbox batch (`ingest.inbox.recover_pending`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Pulled:
     report_path: Path
     restored_delivery_ids: tuple[int, ...]
     checks: tuple[FailedCheck, ...]
+    #: The other feeds of the same SDTM delivery set, pulled with it.
+    set_delivery_ids: tuple[int, ...] = ()
 
 
 def pull_delivery(
@@ -98,7 +101,9 @@ def pull_delivery(
                 value=check.example,
             )
         )
-    _, md_path = write_reports(result, target)
+    siblings = _set_siblings(con, delivery_id, smo_id, stored)
+    extra = {"pulled_with_it": [{"delivery_id": i, "feed": f} for i, f in siblings]}
+    _, md_path = write_reports(result, target, extra=extra if siblings else None)
     con.execute("begin transaction")
     try:
         con.execute(f"delete from raw.{feed} where _delivery_id = ?", [delivery_id])
@@ -112,6 +117,18 @@ def pull_delivery(
             [len(checks), str(md_path), str(target), delivery_id],
         )
         restored = _restore_previous(con, delivery_id, smo_id, feed)
+        for sibling_id, sibling_feed in siblings:
+            con.execute(f"delete from raw.{sibling_feed} where _delivery_id = ?", [sibling_id])
+            con.execute(
+                """
+                update ops.deliveries
+                set status = 'REJECTED', error_count = 0, report_path = ?, stored_path = ?,
+                    superseded_by = null, file_state = 'PENDING'
+                where delivery_id = ?
+                """,
+                [str(md_path), str(target), sibling_id],
+            )
+            restored += _restore_previous(con, sibling_id, smo_id, sibling_feed)
         record_gate_results(
             con,
             [
@@ -132,6 +149,25 @@ def pull_delivery(
                     },
                 }
                 for check in checks
+            ]
+            + [
+                {
+                    "run_id": run_id,
+                    "gate": "warehouse",
+                    "target": f"{smo_id}/{file_name}",
+                    "check_name": WAREHOUSE_RULE,
+                    "success": False,
+                    "observed_value": 0,
+                    "delivery_id": sibling_id,
+                    "details": {
+                        "check": f"pulled with delivery {delivery_id} ({feed}) of its SDTM set",
+                        "model": None,
+                        "message": "the set was loaded whole and is pulled whole",
+                        "examples": [],
+                        "pulled_after_load": True,
+                    },
+                }
+                for sibling_id, _ in siblings
             ],
         )
         con.execute("commit")
@@ -142,8 +178,28 @@ def pull_delivery(
     if stored_path is not None and stored_path.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(stored_path, target)
-        mark_file_done(con, delivery_id)  # else the next batch marks it LOST
-    return Pulled(delivery_id, smo_id, feed, file_name, md_path, tuple(restored), tuple(checks))
+        for done_id in (delivery_id, *(i for i, _ in siblings)):
+            mark_file_done(con, done_id)  # else the next batch marks it LOST
+    return Pulled(delivery_id, smo_id, feed, file_name, md_path, tuple(restored), tuple(checks),
+                  tuple(i for i, _ in siblings))  # fmt: skip
+
+
+def _set_siblings(
+    con: duckdb.DuckDBPyConnection, delivery_id: int, smo_id: str, stored: str | None
+) -> list[tuple[int, str]]:
+    """The other feeds of the same SDTM delivery set, which share its stored folder: a set was
+    loaded whole and is pulled whole (an SMO file's stored path is its own)."""
+    if not stored:
+        return []
+    return con.execute(
+        """
+        select delivery_id, feed from ops.deliveries
+        where smo_id = ? and stored_path = ? and delivery_id <> ?
+          and status in ('ACCEPTED', 'SUPERSEDED')
+        order by delivery_id
+        """,
+        [smo_id, stored, delivery_id],
+    ).fetchall()
 
 
 def _restore_previous(

@@ -26,7 +26,15 @@ import polars as pl
 from expectations.contracts import Plausibility, roster_keys
 from expectations.feeds import ALPHA3_TO_ALPHA2, FEEDS, SITE_STATUSES
 from expectations.identifiers import direct_identifier_kind
-from ingest.gate import GateResult, Problem, RuleTotal, _null_values, check_rows, file_sha256
+from ingest.gate import (
+    DELIVERY_DATE_GRACE,
+    GateResult,
+    Problem,
+    RuleTotal,
+    _null_values,
+    check_rows,
+    file_sha256,
+)
 from ingest.profiles import (
     ISO_DATE,
     FeedProfile,
@@ -85,6 +93,8 @@ class SdtmSpec:
     importance_from: str | None  # DVCAT, DVDECOD or SUPPDV
     importance_map: dict[str, str]
     importance_qnam: str | None
+    #: SV variables whose values, joined with "/", identify a visit (default VISITNUM alone).
+    visit_id: tuple[str, ...] = ("VISITNUM",)
     _regex: Any = field(repr=False, compare=False, default=None)
 
     def domain_of_name(self, name: str) -> str | None:
@@ -103,6 +113,7 @@ SPEC_KEYS = {
     "deviations",
     "sites",
     "strip_identifiers",
+    "visits",
 }
 
 
@@ -208,6 +219,11 @@ def parse_sdtm_spec(
         raise ProfileError(
             path, f"{where}.subjects.screening_visit", f"not a valid regex ({exc})"
         ) from None
+    visits = _mapping(raw.get("visits"), path, f"{where}.visits")
+    _check_keys(visits, {"visit_id"}, path, f"{where}.visits")
+    visit_id = tuple(_list(visits.get("visit_id", ["VISITNUM"]), path, f"{where}.visits.visit_id"))
+    if not visit_id:
+        raise ProfileError(path, f"{where}.visits.visit_id", "at least one SV variable")
     sites = raw.get("sites", "smo")
     if isinstance(sites, dict):
         _check_keys(sites, {"from", "status"}, path, f"{where}.sites")
@@ -239,6 +255,7 @@ def parse_sdtm_spec(
         importance_from=importance_from,
         importance_map=importance,
         importance_qnam=qnam,
+        visit_id=visit_id,
         _regex=regex,
     )
 
@@ -446,6 +463,37 @@ def _file_options(spec: SdtmSpec, path: Path) -> FileOptions:
     return spec.file
 
 
+def domain_of_file(path: Path, spec: SdtmSpec) -> str | None:
+    """The domain a file holds: by its name (`file_pattern`), else by its DOMAIN (RDOMAIN)
+    column; None when neither says, or the file cannot be read (the inbox then treats it as
+    a file of no delivery)."""
+    name = spec.domain_of_name(path.name)
+    if name is not None:
+        return name
+    try:
+        return _domain_of_rows(read_delivery(path, _file_options(spec, path)).frame)
+    except Exception:  # noqa: BLE001 - unreadable or not a table: not recognisably a domain
+        return None
+
+
+def name_fields(path_name: str, spec: SdtmSpec) -> dict[str, str] | None:
+    """The fields of a domain file's name other than {domain} (e.g. its {delivery_date}): the
+    domain files of one delivery share them. None when the name does not match the pattern."""
+    m = spec._regex.fullmatch(path_name)
+    if m is None:
+        return None
+    return {k: v for k, v in m.groupdict().items() if k != "domain" and v is not None}
+
+
+def storage_profile(spec: SdtmSpec, path: Path) -> FeedProfile:
+    """How a domain file is stored (its format, the identifiers stripped from the kept copy)."""
+    return dataclasses.replace(
+        _feed_profile("subjects", spec),
+        file=_file_options(spec, path),
+        strip_identifiers=spec.strip_identifiers,
+    )
+
+
 def _domain_of_rows(frame: pl.DataFrame) -> str | None:
     if "DOMAIN" in frame.columns:
         values = frame.get_column("DOMAIN").drop_nulls().unique().to_list()
@@ -471,6 +519,8 @@ def _check_variables(domain: Domain, spec: SdtmSpec, delivery: SdtmDelivery) -> 
                 )
             )
     needed = ("STUDYID", "USUBJID", *NEEDED[domain.name])
+    if domain.name == "SV":
+        needed += tuple(v for v in spec.visit_id if v not in needed)
     if domain.name == "SUPPDV":
         needed = ("STUDYID", "USUBJID", *NEEDED["SUPPDV"])
     for variable in needed:
@@ -499,9 +549,20 @@ def _delivery_date(dates: set[str], received_at: dt.datetime, delivery: SdtmDeli
     raw = dates.pop()
     for fmt in ("%Y%m%d", "%Y-%m-%d"):
         try:
-            return dt.datetime.strptime(raw, fmt).date()
+            day = dt.datetime.strptime(raw, fmt).date()
         except ValueError:
             continue
+        if day > received_at.date() + DELIVERY_DATE_GRACE:
+            delivery.problems.append(
+                Problem(
+                    "file.delivery_date_future",
+                    f"The delivery date in the file names ({day}) is after the files arrived "
+                    f"({received_at.date()}); a snapshot cannot be dated in the future.",
+                    value=raw,
+                )
+            )
+            return None
+        return day
     delivery.problems.append(
         Problem("file.name_unrecognized", f"'{raw}' in the file names is not a date.")
     )
@@ -698,7 +759,7 @@ def _visits_rows(sv: Domain, spec: SdtmSpec) -> RawFrame:
         pl.lit(spec.smo_id).alias("smo_id"),
         pl.col("STUDYID").alias("study_id"),
         pl.col("USUBJID").alias("subject_id"),
-        pl.col("VISITNUM").alias("visit_id"),
+        pl.concat_str([pl.col(v) for v in spec.visit_id], separator="/").alias("visit_id"),
         pl.col("VISIT").alias("visit_name"),
         pl.lit("COMPLETED").alias("status"),
         _date(pl.col("SVSTDTC")).alias("actual_date"),

@@ -183,6 +183,23 @@ def loaded_delivery_for(
     return row[0]
 
 
+def loaded_set_deliveries(
+    con: duckdb.DuckDBPyConnection, smo_id: str, set_name: str, sha256: str
+) -> dict[str, int]:
+    """Per feed, the delivery that already loaded this SDTM delivery set (same file names,
+    same digest of the domain files), if any: the set was sent again."""
+    rows = con.execute(
+        """
+        select feed, min(delivery_id) from ops.deliveries
+        where smo_id = ? and file_name = ? and sha256 = ? and feed is not null
+          and status in ('ACCEPTED', 'SUPERSEDED')
+        group by feed
+        """,
+        [smo_id, set_name, sha256],
+    ).fetchall()
+    return dict(rows)
+
+
 def _ledger_row(
     delivery_id: int,
     result: GateResult,
@@ -255,38 +272,75 @@ def load_accepted(
     Returns the delivery's status: ACCEPTED, or SUPERSEDED when a newer snapshot of every
     study it covers is already current (an old file arriving late is kept as history).
     """
-    assert result.accepted and result.frame is not None and result.feed is not None
-    feed = FEEDS[result.feed]
-    studies = result.studies if feed.per_study else [ALL_STUDIES]
-    rows = result.frame.with_columns(pl.lit(delivery_id, dtype=pl.Int64).alias("_delivery_id"))
+    return load_accepted_together(
+        con,
+        [(delivery_id, result, gate_rows)],
+        received_at=received_at,
+        processed_at=processed_at,
+        stored_path=stored_path,
+    )[0]
+
+
+def load_accepted_together(
+    con: duckdb.DuckDBPyConnection,
+    loads: list[tuple[int, GateResult, list[dict] | None]],
+    *,
+    received_at: dt.datetime,
+    processed_at: dt.datetime,
+    stored_path: str,
+) -> list[str]:
+    """Load several accepted deliveries (delivery id, result, gate rows) in one transaction:
+    the canonical feeds of one SDTM delivery set load all together or not at all."""
     con.execute("begin transaction")
     try:
-        con.register("_delivery_rows", rows.to_arrow())
-        con.execute(f"insert into raw.{feed.name} by name select * from _delivery_rows")
-        con.unregister("_delivery_rows")
-        row = _ledger_row(
-            delivery_id,
-            result,
-            status="ACCEPTED",
-            received_at=received_at,
-            processed_at=processed_at,
-            report_path=None,
-            stored_path=stored_path,
-        )
-        con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
-        record_gate_results(con, gate_rows or [])
-        became_current = _advance_current(con, delivery_id, result, studies)
-        status = "ACCEPTED" if became_current else "SUPERSEDED"
-        if not became_current:
-            con.execute(
-                "update ops.deliveries set status = 'SUPERSEDED' where delivery_id = ?",
-                [delivery_id],
-            )
+        statuses = [
+            _insert_accepted(con, delivery_id, result, received_at=received_at,
+                             processed_at=processed_at, stored_path=stored_path,
+                             gate_rows=gate_rows)
+            for delivery_id, result, gate_rows in loads
+        ]  # fmt: skip
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    return status
+    return statuses
+
+
+def _insert_accepted(
+    con: duckdb.DuckDBPyConnection,
+    delivery_id: int,
+    result: GateResult,
+    *,
+    received_at: dt.datetime,
+    processed_at: dt.datetime,
+    stored_path: str,
+    gate_rows: list[dict] | None,
+) -> str:
+    assert result.accepted and result.frame is not None and result.feed is not None
+    feed = FEEDS[result.feed]
+    studies = result.studies if feed.per_study else [ALL_STUDIES]
+    rows = result.frame.with_columns(pl.lit(delivery_id, dtype=pl.Int64).alias("_delivery_id"))
+    con.register("_delivery_rows", rows.to_arrow())
+    con.execute(f"insert into raw.{feed.name} by name select * from _delivery_rows")
+    con.unregister("_delivery_rows")
+    row = _ledger_row(
+        delivery_id,
+        result,
+        status="ACCEPTED",
+        received_at=received_at,
+        processed_at=processed_at,
+        report_path=None,
+        stored_path=stored_path,
+    )
+    con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
+    record_gate_results(con, gate_rows or [])
+    became_current = _advance_current(con, delivery_id, result, studies)
+    if not became_current:
+        con.execute(
+            "update ops.deliveries set status = 'SUPERSEDED' where delivery_id = ?",
+            [delivery_id],
+        )
+    return "ACCEPTED" if became_current else "SUPERSEDED"
 
 
 def mark_file_done(

@@ -187,7 +187,7 @@ def _run() -> int:
         with duckdb.connect(str(published), read_only=True) as con:
             publish_id, as_of = con.execute("select publish_id, as_of_date from meta").fetchall()[0]
         print(f"  BI database   : {published}  (publish {publish_id}, as of {as_of}; read-only)")
-        print(f"  BI Parquet    : {settings.publish_dir / 'parquet'}/<mart>/<mart>.parquet")
+        print(f"  BI Parquet    : {settings.publish_dir / 'parquet' / 'current'}/<mart>.parquet")
         report = settings.publish_dir / REPORT_NAME
         if report.exists():
             print(f"  report        : {report.resolve().as_uri()}  (open in a browser; offline)")

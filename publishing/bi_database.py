@@ -6,15 +6,24 @@ open it, detaches it (which checkpoints it), fsyncs it and renames it over `over
 A rename is atomic on POSIX filesystems: a reader sees the previous file or the next one, never
 a mix, and a reader that already has the old file open keeps reading it. A publish killed at any
 point leaves the previous file in place; its leftovers (dot-files ending .tmp) are removed by the
-next publish. `history/` keeps hard links to the last N published files. Parquet: one file per
-mart in `parquet/<mart>/<mart>.parquet`, each replaced atomically (the set of files is consistent
-only per file; the DuckDB file is the consistent snapshot).
+next publish. `history/` keeps hard links to the last N published files.
+
+Parquet is published as a set, because BI tools read several marts and must not mix publishes:
+each publish writes every mart and `meta` to `parquet/sets/.<id>.tmp/`, fsyncs it and renames it
+to `parquet/sets/<id>/` (a set folder without the dot is complete), then one atomic switch makes
+it current: a temporary symlink renamed over `parquet/current` (-> `sets/<id>`). `parquet/CURRENT`
+(the publish id, one line) follows for tools that cannot follow symlinks. A reader resolves
+`current` once and reads every file from that folder. The Parquet switch comes before the DuckDB
+rename, which stays the commit point recovery looks at (published_run_id): a publish killed in
+between is published again by the next run. Sets are kept like the DuckDB history (never fewer
+than two, so a reader that resolved the previous set can finish; never the one a pointer names).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,6 +35,9 @@ import pandas as pd
 from core.crash_points import crash_point
 
 PUBLISHED_NAME = "oversight.duckdb"
+PARQUET_DIR = "parquet"
+#: parquet/current -> sets/<publish_id>: the one switch; CURRENT: the same id as a text file.
+PARQUET_SETS, PARQUET_CURRENT, PARQUET_POINTER = "sets", "current", "CURRENT"
 STORAGE_VERSION = "v1.5.0"
 META_TABLE = "meta"
 #: The meta table: what a BI reader needs to know about the publish it is looking at.
@@ -49,7 +61,9 @@ class PublishResult:
     publish_id: str
     path: Path
     tables: dict[str, int]
-    parquet_dir: Path
+    #: parquet/current, the path BI tools are given; parquet_set is the folder it points at.
+    parquet_current: Path
+    parquet_set: Path
     history: list[Path]
     seconds: float
 
@@ -129,18 +143,73 @@ def published_publish_id(publish_dir: Path) -> str | None:
     return _published_meta(publish_dir, "publish_id")
 
 
+def current_parquet_set(publish_dir: Path) -> Path | None:
+    """The folder of the current Parquet set (parquet/current resolved once); None before the
+    first publish. Read every mart of one read from this folder."""
+    current = publish_dir / PARQUET_DIR / PARQUET_CURRENT
+    if not current.is_symlink():
+        return None
+    return Path(os.path.realpath(current))
+
+
+def _pointed_sets(parquet: Path) -> set[str]:
+    """Publish ids that parquet/current or parquet/CURRENT name: never removed."""
+    named = set()
+    current = parquet / PARQUET_CURRENT
+    if current.is_symlink():
+        named.add(Path(os.readlink(current)).name)
+    pointer = parquet / PARQUET_POINTER
+    if pointer.is_file():
+        named.add(pointer.read_text().strip())
+    return named
+
+
 def remove_leftovers(publish_dir: Path) -> list[Path]:
-    """Temporary files of publishes that did not finish (killed, crashed)."""
+    """What publishes that did not finish (killed, crashed) left: temporary files, unfinished
+    Parquet sets, temporary pointers, and complete sets newer than the current one or with no
+    current one at all (written, never switched to; publishes run one at a time and their ids
+    grow with time)."""
     removed = []
     for path in [*publish_dir.glob(".*.tmp"), *publish_dir.glob(".*.tmp.wal")]:
         path.unlink(missing_ok=True)
         removed.append(path)
-    parquet = publish_dir / "parquet"
-    if parquet.exists():
-        for path in parquet.glob("*/.*.tmp"):
+    parquet = publish_dir / PARQUET_DIR
+    if not parquet.exists():
+        return removed
+    for path in [*parquet.glob("*/.*.tmp"), *parquet.glob(".*.tmp")]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
             path.unlink(missing_ok=True)
+        removed.append(path)
+    named = _pointed_sets(parquet)
+    for path in (parquet / PARQUET_SETS).glob("[!.]*"):
+        if not named or path.name > max(named):
+            shutil.rmtree(path)
             removed.append(path)
     return removed
+
+
+def _prune_parquet_sets(parquet: Path, keep: int) -> None:
+    """Keep the newest `keep` sets (at least two) and every set a pointer names."""
+    sets = sorted(p for p in (parquet / PARQUET_SETS).glob("[!.]*") if p.is_dir())
+    named = _pointed_sets(parquet)
+    for path in sets[: -max(keep, 2)]:
+        if path.name not in named:
+            shutil.rmtree(path)
+
+
+def _remove_old_parquet_layout(parquet: Path) -> None:
+    """The layout before sets, parquet/<mart>/<mart>.parquet: removed once a set is current, so
+    a BI tool still pointing at it fails loudly instead of reading a stale mart."""
+    for folder in parquet.iterdir():
+        if folder.name in (PARQUET_SETS, PARQUET_CURRENT) or folder.is_symlink():
+            continue
+        old = folder / f"{folder.name}.parquet"
+        if folder.is_dir() and old.is_file():
+            old.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _fsync(path: Path) -> None:
@@ -153,6 +222,53 @@ def _fsync(path: Path) -> None:
 
 def _copy_table(con: duckdb.DuckDBPyConnection, source: str, table: str) -> None:
     con.execute(f'create table bi_new.main."{table}" as from {source}')
+
+
+def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, path: Path, publish_id: str):
+    """One mart of the set; the publish id is also in the file's key-value metadata."""
+    con.execute(
+        f"copy (from bi_new.main.\"{table}\") to '{path}' "
+        f"(format parquet, kv_metadata {{publish_id: '{publish_id}'}})"
+    )
+    _fsync(path)
+
+
+def _write_parquet_set(
+    con: duckdb.DuckDBPyConnection, temp: Path, parquet: Path, tables: list[str], publish_id: str
+) -> Path:
+    """Every table of the new file as parquet/sets/<id>/<table>.parquet, complete and fsynced
+    before the folder gets its final name; not current yet."""
+    sets = parquet / PARQUET_SETS
+    staging = sets / f".{publish_id}.tmp"
+    staging.mkdir(parents=True)
+    con.execute(f"attach '{temp}' as bi_new (read_only)")
+    try:
+        for table in tables:
+            _write_parquet(con, table, staging / f"{table}.parquet", publish_id)
+    finally:
+        con.execute("detach bi_new")
+    _fsync(staging)
+    complete = sets / publish_id
+    staging.rename(complete)
+    _fsync(sets)
+    return complete
+
+
+def _switch_parquet(parquet: Path, publish_id: str) -> None:
+    """The moment Parquet readers switch: a new symlink renamed over parquet/current (rename is
+    atomic on POSIX), then CURRENT rewritten the same way."""
+    link, current = parquet / f".{PARQUET_CURRENT}.{publish_id}.tmp", parquet / PARQUET_CURRENT
+    os.symlink(f"{PARQUET_SETS}/{publish_id}", link)
+    if current.is_dir() and not current.is_symlink():
+        # A copy of the publish folder that did not keep the symlink (cp -r, a restore): moved
+        # aside (the next publish removes it), so here alone current is briefly missing.
+        current.rename(parquet / f".{PARQUET_CURRENT}.{publish_id}.copied.tmp")
+    os.replace(link, current)
+    pointer = parquet / f".{PARQUET_POINTER}.{publish_id}.tmp"
+    pointer.write_text(publish_id + "\n")
+    _fsync(pointer)
+    os.replace(pointer, parquet / PARQUET_POINTER)
+    _fsync(parquet)
 
 
 def publish(
@@ -195,24 +311,15 @@ def publish(
         con.execute("detach bi_new")  # checkpoints the new file
     _fsync(temp)
 
-    parquet_dir = publish_dir / "parquet"
-    staged = []
-    con.execute(f"attach '{temp}' as bi_new (read_only)")
-    try:
-        for table in [*tables, META_TABLE]:
-            folder = parquet_dir / table
-            folder.mkdir(parents=True, exist_ok=True)
-            part = folder / f".{table}.parquet.{publish_id}.tmp"
-            con.execute(f"copy (from bi_new.main.\"{table}\") to '{part}' (format parquet)")
-            staged.append((part, folder / f"{table}.parquet"))
-    finally:
-        con.execute("detach bi_new")
+    parquet = publish_dir / PARQUET_DIR
+    parquet_set = _write_parquet_set(con, temp, parquet, [*tables, META_TABLE], publish_id)
 
     crash_point("publish_swap")
-    os.replace(temp, final)  # the moment readers switch
+    _switch_parquet(parquet, publish_id)
+    os.replace(temp, final)  # the moment DuckDB readers switch; the publish is committed
     _fsync(publish_dir)
-    for part, target in staged:
-        os.replace(part, target)
+    _remove_old_parquet_layout(parquet)
+    _prune_parquet_sets(parquet, keep)
 
     history = publish_dir / "history"
     history.mkdir(exist_ok=True)
@@ -220,8 +327,6 @@ def publish(
     try:
         os.link(final, kept)
     except OSError:  # filesystems without hard links
-        import shutil
-
         shutil.copy2(final, kept)
     published = sorted(history.glob("oversight-*.duckdb"))
     for old in published[:-keep]:
@@ -230,7 +335,8 @@ def publish(
         publish_id=publish_id,
         path=final,
         tables=counts,
-        parquet_dir=parquet_dir,
+        parquet_current=parquet / PARQUET_CURRENT,
+        parquet_set=parquet_set,
         history=sorted(history.glob("oversight-*.duckdb")),
         seconds=time.perf_counter() - started,
     )

@@ -13,7 +13,7 @@ published marts, latest week via `_latest`), its renderer in report_html.py, and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -237,6 +237,8 @@ class Trend:
 
     kpi_id: str
     rows: list[dict]
+    #: SMOs with no data for the KPI in the latest week, with the reason (smo_id, reason).
+    no_data: list[dict] = field(default_factory=list)
 
 
 def deviation_trends(con: Connection) -> list[Trend]:
@@ -247,6 +249,13 @@ def deviation_trends(con: Connection) -> list[Trend]:
                 con,
                 "select as_of_date, smo_id, value from kpi_weekly_history where level = 'smo' "
                 "and kpi_id = ? and value is not null order by smo_id, as_of_date",
+                [kpi],
+            ),
+            _rows(
+                con,
+                "select smo_id, no_data_reason as reason "
+                + _latest("kpi_weekly_history", "level = 'smo' and kpi_id = ?")
+                + " and no_data_reason is not null order by smo_id",
                 [kpi],
             ),
         )
@@ -264,6 +273,8 @@ class PaymentsTimeliness:
 
     payment_aging: list[dict]
     entry_lags: list[float]
+    #: SMOs with no payments or no data-entry data at all, with the reason (smo_id, reason).
+    no_data: list[dict] = field(default_factory=list)
 
 
 def payments_timeliness(con: Connection) -> PaymentsTimeliness:
@@ -271,8 +282,19 @@ def payments_timeliness(con: Connection) -> PaymentsTimeliness:
         con,
         "select smo_id, any_value(reporting_currency) as currency, sum(unpaid_0_30) as b0, "
         "sum(unpaid_31_60) as b1, sum(unpaid_61_90) as b2, sum(unpaid_over_90) as b3 "
-        + _latest("site_payments")
+        + _latest("site_payments", "payment_lines is not null")
         + " group by smo_id order by smo_id",
+    )
+    no_data = _rows(
+        con,
+        "select smo_id, 'payments: ' || string_agg(distinct no_data_reason, '; ') as reason "
+        + _latest("site_payments")
+        + " group by smo_id having count(payment_lines) = 0"
+        " union all "
+        "select smo_id, 'entry lag: ' || string_agg(distinct no_data_reason, '; ') "
+        + _latest("site_data_timeliness")
+        + " group by smo_id having count(entry_lag_mean_days) = 0 and count(no_data_reason) > 0"
+        " order by 1, 2",
     )
     lags = [
         v
@@ -281,7 +303,7 @@ def payments_timeliness(con: Connection) -> PaymentsTimeliness:
             + _latest("site_data_timeliness", "entry_lag_mean_days is not null")
         ).fetchall()
     ]
-    return PaymentsTimeliness(aging, lags)
+    return PaymentsTimeliness(aging, lags, no_data)
 
 
 # -- registry -----------------------------------------------------------------------------------

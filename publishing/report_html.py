@@ -109,6 +109,9 @@ th.num { text-align: right; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.rag-red { background: #ffcdd2; } td.rag-amber { background: #ffe0b2; }
 td.rag-green { background: #c8e6c9; } td.rag-not_evaluated { color: #9e9e9e; }
+td.rag-no_data, td.rag-incomplete { background: #eeeeee; color: #616161; }
+td.rag-incomplete { font-weight: 600; }
+.no-data { background: #eeeeee; color: #616161; padding: 0 3px; }
 .arrow { font-size: 0.8em; margin-left: 4px; } .better { color: #2e7d32; } .worse { color: #c62828; }
 .stale { color: #c62828; font-weight: 600; }
 .note { color: #616161; font-size: 0.85rem; }
@@ -205,10 +208,24 @@ def _pivot(s: Scorecard) -> tuple[list[str], list[str], dict[tuple[str, str], di
     return kpis, smos, cells, overall
 
 
+def _overall_cell(smo: str, s: Scorecard, rag: str) -> Cell:
+    """The SMO's overall RAG; incomplete says on hover which contracted inputs are missing."""
+    reason = next((r.get("incomplete_reason") for r in s.current if r["smo_id"] == smo), None)
+    attrs = {"title": f"contracted but not delivered: {reason}"} if reason else {}
+    return Cell(rag, css_class=f"rag-{rag}", attrs=attrs)
+
+
 def _scorecard_cell(smo: str, kpi: str, r: dict | None, before) -> Cell | None:
     """The KRI's value in its RAG colour, with an arrow for the change since last week."""
     if r is None:
         return None
+    if r["rag"] == "no_data":
+        return Cell(
+            "no data",
+            css_class="rag-no_data",
+            attrs={"data-smo": smo, "data-kpi": kpi, "data-rag": "no_data",
+                   "title": r.get("no_data_reason") or "no data"},
+        )  # fmt: skip
     unit = KPIS.get(kpi, ("", "", ""))[1]
     arrow = ""
     if before is not None and r["value"] is not None and before != r["value"]:
@@ -245,12 +262,16 @@ def scorecard(s: Scorecard) -> SectionHtml:
         kris = [
             _scorecard_cell(smo, k, cells.get((smo, k)), s.previous.get((smo, k))) for k in kpis
         ]
-        rows.append([smo, Cell(rag, css_class=f"rag-{rag}"), *kris])
+        rows.append([smo, _overall_cell(smo, s, rag), *kris])
     return SectionHtml(
         html_table(header, rows, table_class="scorecard")
         + '<p class="note">Cell colour: RAG against the KRI thresholds (seeds/kri_definitions.csv). '
         "Arrows: change since last week, green when better, red when worse; hover for last "
         "week's value.</p>"
+        + '<p class="note legend">Grey <b>no data</b>: the SMO did not deliver what the KPI needs '
+        "(a feed, or a column its format does not carry; hover for the reason), never counted as "
+        "green. Overall <b>incomplete</b>: a feed or column the SMO is contracted to deliver "
+        "(seeds/smo_feed_contracts.csv) is missing.</p>"
     )
 
 
@@ -273,16 +294,28 @@ def scorecard_markdown(s: Scorecard) -> str:
 # -- red sites ----------------------------------------------------------------------------------
 
 
+def _kris_with_data(r: dict) -> Cell:
+    """How many KRIs the risk score was computed from; hover names those without data."""
+    missing = r.get("no_data_kris") or ""
+    return Cell(
+        r.get("kris_with_data"),
+        css_class="rag-no_data" if missing else "",
+        attrs={"title": f"no data: {missing}"} if missing else {},
+    )
+
+
 def red_sites(rows: list[dict]) -> SectionHtml:
     return SectionHtml(
         _table(
-            ["site", "SMO", "study", "country", "risk score", "red KRIs", "amber KRIs"],
+            ["site", "SMO", "study", "country", "risk score", "from KRIs", "red KRIs",
+             "amber KRIs"],
             [
                 [r["site_id"], r["smo_id"], r["study_id"], r["country"] or "",
-                 f"{r['risk_score']:.1f}", r["red_kris"] or "", r["amber_kris"] or ""]
+                 "–" if r["risk_score"] is None else f"{r['risk_score']:.1f}", _kris_with_data(r), r["red_kris"] or "",
+                 r["amber_kris"] or ""]
                 for r in rows
             ],
-            {4},
+            {4, 5},
         )
     )  # fmt: skip
 
@@ -412,6 +445,10 @@ def deviation_trends(trends: list[Trend]) -> SectionHtml:
                     "as-of week",
                     f"{label} ({unit})",
                     series,
+                    note="No data (not drawn): "
+                    + "; ".join(f"{r['smo_id']}: {r['reason']}" for r in trend.no_data)
+                    if trend.no_data
+                    else "",
                 ),
             )
         )
@@ -460,7 +497,17 @@ def _entry_lag_chart(values: list[float]) -> tuple[str, str]:
 
 
 def payments_timeliness(p: PaymentsTimeliness) -> SectionHtml:
-    return _grid([_payment_chart(p.payment_aging), _entry_lag_chart(p.entry_lags)])
+    grid = _grid([_payment_chart(p.payment_aging), _entry_lag_chart(p.entry_lags)])
+    if not p.no_data:
+        return grid
+    items = "; ".join(
+        f'<span class="no-data" title="{escape(r["reason"] or "no data")}">{escape(r["smo_id"])}: '
+        f"{escape(r['reason'] or 'no data')}</span>"
+        for r in p.no_data
+    )
+    return SectionHtml(
+        grid.html + f'<p class="note legend">No data (grey, not zero): {items}.</p>', grid.charts
+    )
 
 
 # -- registry -----------------------------------------------------------------------------------

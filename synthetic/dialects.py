@@ -16,7 +16,7 @@ import csv
 import datetime as dt
 import functools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,29 @@ class Dialect:
     @property
     def header_row(self) -> int:
         return len(self.title_rows) + 1
+
+    def without(self, withheld: Iterable[str]) -> Dialect:
+        """This dialect without some feeds (`deviations`) or columns (`visits.crf_entry_date`):
+        an SMO that does not deliver a feed, or whose export format cannot carry a column (its
+        files have no such column and its profile maps none)."""
+        feeds = dict(self.feeds)
+        for item in withheld:
+            feed, _, column = item.partition(".")
+            if feed not in feeds:
+                raise ValueError(f"{self.name} has no feed {feed!r} to withhold")
+            if not column:
+                del feeds[feed]
+                continue
+            fd = feeds[feed]
+            if column not in fd.headers or FEEDS[feed].column(column).required:
+                raise ValueError(f"{item!r} is not an optional column of {self.name}'s {feed}")
+            feeds[feed] = replace(
+                fd,
+                headers={c: h for c, h in fd.headers.items() if c != column},
+                codes={c: t for c, t in fd.codes.items() if c != column},
+                date_formats={c: f for c, f in fd.date_formats.items() if c != column},
+            )
+        return replace(self, feeds=feeds)
 
     def file_name(self, feed: str, delivery_date: dt.date, study_id: str | None = None) -> str:
         pattern = self.feeds[feed].file_pattern

@@ -165,6 +165,7 @@ def ground_truth(
                 "smo_id": s.smo_id,
                 "dialect": s.dialect.name,
                 "feeds": list(s.feeds),
+                "withheld": list(s.withheld),
                 "pays_late": s.pays_late,
             }
             for s in portfolio.smos
@@ -218,14 +219,16 @@ def generate(
     weeks: int = 8,
     seed: int = 7,
     end: dt.date = DEFAULT_END,
+    withheld: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Generate everything under `out`; returns the ground truth (also written to disk)."""
+    """Generate everything under `out`; returns the ground truth (also written to disk).
+    `withheld`: feeds or `feed.column`s some SMOs do not deliver (see `build_portfolio`)."""
     from synthetic.registry import write_registry_fixtures
 
     if weeks < 1:
         raise ValueError("weeks must be at least 1")
     out = Path(out)
-    portfolio = build_portfolio(seed, Scale.named(scale), weeks, end)
+    portfolio = build_portfolio(seed, Scale.named(scale), weeks, end, withheld)
     profiles = out / "profiles"
     profiles.mkdir(parents=True, exist_ok=True)
     for smo in portfolio.smos:

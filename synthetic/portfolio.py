@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +168,8 @@ class SMO:
     dialect: Dialect
     feeds: tuple[str, ...]
     pays_late: bool
+    #: Feeds and `feed.column`s this SMO was made not to deliver (see `build_portfolio`).
+    withheld: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -252,22 +254,38 @@ def _rng(seed: int, *key: object) -> random.Random:
     return random.Random(":".join(str(k) for k in (seed, *key)))
 
 
-def build_portfolio(seed: int, scale: Scale, weeks: int, end: dt.date) -> Portfolio:
-    """SMOs, studies and site rosters (small: no subject-level data yet)."""
+def build_portfolio(
+    seed: int,
+    scale: Scale,
+    weeks: int,
+    end: dt.date,
+    withheld: Mapping[str, Iterable[str]] | None = None,
+) -> Portfolio:
+    """SMOs, studies and site rosters (small: no subject-level data yet). `withheld` makes some
+    SMOs deliver less than their dialect: {smo_id: ["deviations", "visits.crf_entry_date"]} drops
+    a feed or a column from their files and profile (data sufficiency tests); the data drawn
+    is the same."""
     rng = _rng(seed, "portfolio")
     dialect_cycle = ("iberia", "americas", "nordic", "sakura")
+    withheld = {k: tuple(v) for k, v in (withheld or {}).items()}
     smos = []
     for i in range(scale.smos):
         dialect = DIALECTS[dialect_cycle[i % 4]]
         suffix = "" if i < 4 else f"-{i // 4 + 1}"
+        smo_id = f"SMO-{dialect.name.upper()}{suffix}"
+        gaps = withheld.pop(smo_id, ())
+        dialect = dialect.without(gaps)
         smos.append(
             SMO(
-                smo_id=f"SMO-{dialect.name.upper()}{suffix}",
+                smo_id=smo_id,
                 dialect=dialect,
                 feeds=tuple(dialect.feeds),
                 pays_late=(i == 1),  # the first `americas` SMO pays its sites late
+                withheld=gaps,
             )
         )
+    if withheld:
+        raise ValueError(f"no such SMO to withhold from: {', '.join(sorted(withheld))}")
     delivery_dates = tuple(end - dt.timedelta(weeks=weeks - 1 - w) for w in range(weeks))
     studies = []
     for s in range(scale.studies):

@@ -96,5 +96,5 @@ def refreshed_env(project_env: Path, refreshed_portfolio: Path) -> Path:
 
     shutil.copy2(refreshed_portfolio / "warehouse.duckdb", project_env / "warehouse.duckdb")
     for folder in ("data", "publish"):
-        shutil.copytree(refreshed_portfolio / folder, project_env / folder)
+        shutil.copytree(refreshed_portfolio / folder, project_env / folder, symlinks=True)
     return project_env

@@ -21,7 +21,12 @@ import pytest
 from core.settings import PROJECT_ROOT
 from orchestration.demo import refresh_job
 from orchestration.instance import ensure_dagster_home
-from publishing.bi_database import META_TABLE, published_publish_id, published_run_id
+from publishing.bi_database import (
+    META_TABLE,
+    current_parquet_set,
+    published_publish_id,
+    published_run_id,
+)
 from publishing.report import report_matches
 
 pytestmark = pytest.mark.integration
@@ -95,11 +100,13 @@ def test_a_build_killed_before_its_publish_is_published_by_the_next_plain_run(
     publish_dir = refreshed_env / "publish"
     clean = mart_digests(publish_dir / "oversight.duckdb")
     first_publish = published_run_id(publish_dir)
+    first_set = current_parquet_set(publish_dir)
 
     # A rebuild (forced, as a changed input would) killed after dbt build passed and recorded
     # its build, before the BI file was replaced.
     run_killed_refresh(kill_at, "smo/rebuild=true")
     assert published_run_id(publish_dir) == first_publish, "the killed run must not publish"
+    assert current_parquet_set(publish_dir) == first_set, "nor switch the Parquet set"
     with duckdb.connect(str(refreshed_env / "warehouse.duckdb"), read_only=True) as con:
         last_build = con.execute(
             "select run_id from ops.dbt_builds order by built_at desc limit 1"
@@ -119,6 +126,7 @@ def test_a_build_killed_before_its_publish_is_published_by_the_next_plain_run(
     assert dg.AssetKey(["bi", "oversight"]) in materialized
     assert dg.AssetKey(["bi", "oversight_report"]) in materialized
     assert published_run_id(publish_dir) == result.run_id
+    assert current_parquet_set(publish_dir).name == published_publish_id(publish_dir)
     assert mart_digests(publish_dir / "oversight.duckdb") == clean
 
 

@@ -153,6 +153,8 @@ def warehouse_models(
                 if not blame.culprits:
                     break
                 for delivery_id, checks in sorted(blame.culprits.items()):
+                    if any(delivery_id in p.set_delivery_ids for p in pulled):
+                        continue  # already pulled with its SDTM delivery set
                     done = pull_delivery(
                         con,
                         delivery_id,

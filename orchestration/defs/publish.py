@@ -158,8 +158,8 @@ def _registry_timestamp(con) -> str | None:
     group_name="bi",
     kinds={"duckdb", "parquet"},
     pool=WAREHOUSE_WRITER_POOL,
-    description="The BI database (read-only DuckDB, storage v1.5.0) and Parquet per mart, "
-    "replaced atomically; runs only when every upstream gate passed.",
+    description="The BI database (read-only DuckDB, storage v1.5.0) and a Parquet set of every "
+    "mart (parquet/current), each replaced atomically; runs only when every upstream gate passed.",
 )
 def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
     crash_point("publish")
@@ -210,7 +210,8 @@ def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
         metadata={
             "publish_id": result.publish_id,
             "path": dg.MetadataValue.path(str(result.path)),
-            "parquet": dg.MetadataValue.path(str(result.parquet_dir)),
+            "parquet": dg.MetadataValue.path(str(result.parquet_current)),
+            "parquet_set": dg.MetadataValue.path(str(result.parquet_set)),
             "as_of_date": str(as_of),
             "deliveries_included": len(deliveries),
             "kept_publishes": len(result.history),

@@ -48,9 +48,10 @@ def _specs() -> list[dg.AssetSpec]:
             LEDGER_KEY,
             group_name="ops",
             kinds={"duckdb"},
-            description="Delivery ledger: one row per file received (ACCEPTED, REJECTED, "
-            "DUPLICATE, SUPERSEDED), with hash, size, dates, counts, report and stored path, and "
-            "file_state (PENDING until the file is moved, DONE, or LOST).",
+            description="Delivery ledger: one row per file received (per canonical feed for "
+            "an SDTM delivery set; ACCEPTED, REJECTED, DUPLICATE, SUPERSEDED), with hash, size, "
+            "dates, counts, report and stored path, and file_state (PENDING until the file is "
+            "moved, DONE, or LOST).",
         )
     )
     specs.append(

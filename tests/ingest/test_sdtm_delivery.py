@@ -89,10 +89,20 @@ def test_the_pilot_gives_subjects_with_counts_from_ds_and_dm(pilot, tmp_path):
 
 
 def test_the_pilot_visits_keep_the_genuine_duplicate_and_the_roster_comes_from_dm(pilot, tmp_path):
-    results = by_feed(check([pilot / n for n in ("sv.xpt", "dm.xpt", "ds.xpt")], profile(tmp_path)))
-    visits = results["visits"]
+    files = [pilot / n for n in ("sv.xpt", "dm.xpt", "ds.xpt")]
+    by_number = profile(tmp_path, **{"sdtm.visits": {"visit_id": ["VISITNUM"]}})
+    visits = by_feed(check(files, by_number))["visits"]
     assert visits.row_count == len(read(pilot, "sv"))
     assert [(t.rule, t.count) for t in visits.totals] == [("key.unique", 2)]
+    # The example profile declares a visit as number + start date: both visits 9.2 load.
+    results = by_feed(check(files, profile(tmp_path)))
+    visits = results["visits"]
+    assert visits.accepted and visits.frame.height == len(read(pilot, "sv"))
+    frame = visits.frame.filter(visits.frame["subject_id"] == "01-711-1143")
+    assert sorted(v for v in frame["visit_id"] if v.startswith("9.2/")) == [
+        "9.2/2013-06-22",
+        "9.2/2013-09-22",
+    ]
     sites = results["sites"]
     assert sites.accepted
     dm = read(pilot, "dm")
@@ -300,7 +310,7 @@ def test_the_pilot_feeds_load_through_the_ledger_into_raw_tables(pilot, tmp_path
         status = warehouse.load_accepted(con, delivery_id, result, received_at=RECEIVED,
                                          processed_at=RECEIVED, stored_path=str(result.path))  # fmt: skip
         loaded[result.feed] = status
-    assert loaded == {"sites": "ACCEPTED", "subjects": "ACCEPTED"}
+    assert loaded == {"sites": "ACCEPTED", "subjects": "ACCEPTED", "visits": "ACCEPTED"}
     rows = con.execute(
         "select count(*), count(randomized_date), count(sex), min(age), "
         "count(distinct screened_date_precision) from raw.subjects"
@@ -311,7 +321,12 @@ def test_the_pilot_feeds_load_through_the_ledger_into_raw_tables(pilot, tmp_path
     ledger = con.execute(
         "select feed, file_name, row_count from ops.deliveries order by 1"
     ).fetchall()
-    assert ledger == [("sites", "dm.xpt", 306), ("subjects", "dm.xpt", 306)]
+    sv_rows = len(read(pilot, "sv"))
+    assert ledger == [
+        ("sites", "dm.xpt", 306),
+        ("subjects", "dm.xpt", 306),
+        ("visits", "sv.xpt", sv_rows),
+    ]
 
 
 def test_the_delivery_date_comes_from_the_domain_file_names(pilot, tmp_path):
@@ -335,10 +350,11 @@ def test_domain_is_a_placeholder_of_sdtm_patterns_only(tmp_path):
         )
 
 
-def test_a_single_domain_file_through_the_one_file_gate_says_why_it_is_refused(pilot, tmp_path):
-    """What the inbox does with an SDTM profile's files today: refuse them with a reason."""
+def test_a_file_of_no_feed_and_no_domain_says_the_profile_also_reads_sdtm(tmp_path):
     from ingest.gate import check_delivery
 
-    result = check_delivery(pilot / "dm.xpt", profile(tmp_path), received_at=RECEIVED, roster=None)
+    stray = tmp_path / "notes.txt"
+    stray.write_text("hello\n")
+    result = check_delivery(stray, profile(tmp_path), received_at=RECEIVED, roster=None)
     assert [t.rule for t in result.totals] == ["file.name_unrecognized"]
-    assert "the inbox does not group domain files yet" in result.problems[0].message
+    assert "also reads CDISC SDTM domain files" in result.problems[0].message

@@ -2,7 +2,9 @@
 -- Every KPI of every site and as-of week as (numerator, denominator, multiplier): the one place
 -- KPI formulas live. value = numerator / denominator * multiplier, and any roll-up is
 -- sum(numerator) / sum(denominator) * multiplier, so study, SMO and country figures are
--- ratios of sums, never means of site ratios.
+-- ratios of sums, never means of site ratios. A KPI whose input was not delivered
+-- (int_site_week__input_gaps) has no numerator, denominator or value but a no_data_reason, so it
+-- is never a 0 or a share of 1.0 and adds nothing to any roll-up.
 with sites as (
     select * from {{ ref('int_site_week__enrollment') }}
 ),
@@ -91,17 +93,35 @@ kpis as (
             {'kpi_id': 'retroactive_changes', 'numerator': retroactive_changes_12w, 'denominator': 1, 'multiplier': 1}
         ]) as k
     from site_week
+),
+
+computed as (
+    select
+        as_of_date,
+        smo_id,
+        study_id,
+        site_id,
+        country,
+        k.kpi_id,
+        k.numerator::double as numerator,
+        k.denominator::double as denominator,
+        k.multiplier::double as multiplier,
+        {{ safe_ratio('k.numerator', 'k.denominator', 'k.multiplier') }} as value
+    from kpis
 )
 
 select
-    as_of_date,
-    smo_id,
-    study_id,
-    site_id,
-    country,
-    k.kpi_id,
-    k.numerator::double as numerator,
-    k.denominator::double as denominator,
-    k.multiplier::double as multiplier,
-    {{ safe_ratio('k.numerator', 'k.denominator', 'k.multiplier') }} as value
-from kpis
+    c.as_of_date,
+    c.smo_id,
+    c.study_id,
+    c.site_id,
+    c.country,
+    c.kpi_id,
+    case when g.no_data_reason is null then c.numerator end as numerator,
+    case when g.no_data_reason is null then c.denominator end as denominator,
+    c.multiplier,
+    case when g.no_data_reason is null then c.value end as value,
+    g.no_data_reason
+from computed as c
+left join {{ ref('int_site_week__input_gaps') }} as g
+    using (as_of_date, smo_id, study_id, site_id, kpi_id)

@@ -40,6 +40,7 @@ select
     k.screen_failure_rate,
     k.discontinuation_rate,
     s.is_non_enrolling,
-    s.sites_delivery_id
+    s.sites_delivery_id,
+    k.no_data_reason
 from site as s
 join kpis as k using (as_of_date, smo_id, study_id, site_id)

@@ -1,5 +1,7 @@
 -- Every site KRI per as-of week with its funnel z-score and flag, compared with the other sites
 -- of the same study ('study') and with all sites of the portfolio across SMOs ('portfolio').
+-- A KRI whose inputs the SMO did not deliver is flag 'no_data' with no_data_reason and takes no
+-- part in its group's rate or over-dispersion.
 with site_kpis as (
     select * from {{ ref('int_site_week__kpi_inputs') }}
 ),
@@ -13,9 +15,13 @@ across_smos as (
 ),
 
 flags as (
-    select * from within_study
-    union all by name
-    select * from across_smos
+    -- a KRI whose inputs were not delivered raises no flag: 'no_data', with the reason
+    select * replace (case when no_data_reason is not null then 'no_data' else flag end as flag)
+    from (
+        select * from within_study
+        union all by name
+        select * from across_smos
+    )
 )
 
 select
@@ -41,6 +47,7 @@ select
     red_threshold,
     min_denominator,
     flag,
+    no_data_reason,
     weight,
     {{ flag_points('flag', 'weight') }} as flag_points
 from flags

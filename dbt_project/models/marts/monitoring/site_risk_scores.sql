@@ -1,11 +1,9 @@
 -- Site risk score per as-of week from the within-study flags: points of the site's flags
--- (red = the KRI's weight, amber = half) / the sum of all site KRI weights x 100.
+-- (red = the KRI's weight, amber = half) / the sum of the weights of the site KRIs that had data
+-- x 100. A KRI without data (flag no_data) adds nothing, to the points or the maximum;
+-- kris_with_data says how many KRIs the score was computed from.
 with flags as (
     select * from {{ ref('site_flags') }} where comparison_group = 'study'
-),
-
-max_points as (
-    select sum(weight) as max_points from {{ ref('kri_definitions') }} where level = 'site'
 )
 
 select
@@ -21,13 +19,21 @@ select
         as red_kris,
     coalesce(string_agg(f.kri_id, ', ' order by f.kri_id) filter (where f.flag = 'amber'), '')
         as amber_kris,
-    round(sum(f.flag_points) / any_value(m.max_points) * 100, 1) as risk_score,
+    count(*) filter (where f.flag <> 'no_data')::integer as kris_with_data,
+    count(*) filter (where f.flag = 'no_data')::integer as kris_no_data,
+    coalesce(string_agg(f.kri_id, ', ' order by f.kri_id) filter (where f.flag = 'no_data'), '')
+        as no_data_kris,
+    round(
+        sum(f.flag_points) filter (where f.flag <> 'no_data')
+        / nullif(sum(f.weight) filter (where f.flag <> 'no_data'), 0) * 100,
+        1
+    ) as risk_score,
     case
         when count(*) filter (where f.flag = 'red') > 0 then 'red'
         when count(*) filter (where f.flag = 'amber') > 0 then 'amber'
+        when count(*) filter (where f.flag <> 'no_data') = 0 then 'no_data'
         else 'green'
     end as risk_level,
     string_agg(distinct f.kri_version, ', ') as kri_versions
 from flags as f
-cross join max_points as m
 group by f.as_of_date, f.smo_id, f.study_id, f.site_id

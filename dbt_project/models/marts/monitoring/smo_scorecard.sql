@@ -1,8 +1,20 @@
 -- Each KPI rolled up per SMO and as-of week, with its RAG status from the SMO-level thresholds in
--- kri_definitions (level = 'smo'); KPIs without thresholds carry no RAG. overall_rag is the worst
--- RAG of the SMO that week.
+-- kri_definitions (level = 'smo'); KPIs without thresholds carry no RAG, a rated KPI without its
+-- inputs is 'no_data' (never green). overall_rag is the worst RAG of the SMO that week, except
+-- that an SMO missing an input it is contracted for (a feed with no accepted delivery, or a column
+-- its format did not carry) is 'incomplete' unless it is red: never green on missing data.
 with smo_kpis as (
     select * from {{ ref('int_kpi__rollups') }} where level = 'smo'
+),
+
+contract_gaps as (
+    select
+        as_of_date,
+        smo_id,
+        string_agg(distinct no_data_reason, '; ' order by no_data_reason) as incomplete_reason
+    from {{ ref('int_site_week__input_gaps') }}
+    where is_contracted
+    group by all
 ),
 
 rated as (
@@ -14,12 +26,14 @@ rated as (
         s.denominator,
         s.value,
         s.sites_contributing,
+        s.no_data_reason,
         k.direction,
         k.amber_threshold,
         k.red_threshold,
         k.version as kri_version,
         case
             when k.kri_id is null then null
+            when s.no_data_reason is not null then 'no_data'
             when coalesce(s.denominator, 0) < k.min_denominator or s.value is null then 'not_evaluated'
             else {{ threshold_flag('s.value', 'k.direction', 'k.amber_threshold', 'k.red_threshold') }}
         end as rag
@@ -28,9 +42,15 @@ rated as (
 )
 
 select
-    *,
-    case max(case rag when 'red' then 3 when 'amber' then 2 when 'green' then 1 else 0 end)
-            over (partition by as_of_date, smo_id)
-        when 3 then 'red' when 2 then 'amber' when 1 then 'green' else 'not_evaluated'
-    end as overall_rag
-from rated
+    r.*,
+    case
+        when bool_or(r.rag = 'red') over smo_week then 'red'
+        when g.incomplete_reason is not null then 'incomplete'
+        when bool_or(r.rag = 'amber') over smo_week then 'amber'
+        when bool_or(r.rag = 'green') over smo_week then 'green'
+        else 'not_evaluated'
+    end as overall_rag,
+    g.incomplete_reason
+from rated as r
+left join contract_gaps as g using (as_of_date, smo_id)
+window smo_week as (partition by r.as_of_date, r.smo_id)
