@@ -27,6 +27,9 @@ the row marked DONE. `recover_pending` runs before every batch and settles what 
 - a PENDING row is finished: a stored file that is in place is kept (and the inbox original of
   the same SHA-256 removed); an original still in the inbox is moved (its redacted copy put in
   place) and never becomes a DUPLICATE; with neither left the row is marked LOST;
+- an SDTM set's rows (one per feed, committed together) are finished the same way: its
+  `stored_path` is the set's folder and its domain files (names, SHA-256) are those its contract
+  gate row lists (`details.sdtm_set.files`; a duplicate's, those of the set it repeats);
 - a delivery pulled after loading (`ingest.retraction`) whose file is still in the archive is
   moved to quarantine;
 - a report, sidecar or redacted copy whose delivery id has no ledger row (killed before the
@@ -38,6 +41,7 @@ Each settled delivery gives one line in `BatchSummary.recovered` (and the log). 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -409,9 +413,7 @@ def recover_pending(
         try:
             said = _finish_pending(con, inbox, archive, profiles_dir, *row)
         except Exception as exc:  # noqa: BLE001 - stays PENDING; retried by the next run
-            source = _inbox_original(inbox / smo_id, file_name, row[3])
-            if source is not None:
-                held.add(source)
+            held.update(_pending_sources(con, inbox / smo_id, delivery_id, file_name, row[3]))
             why = (
                 f"delivery {delivery_id} ({status}) is recorded but its file could not be "
                 f"moved ({_error_text(exc)}); the next run tries again"
@@ -441,8 +443,17 @@ def _finish_pending(
 ) -> str:  # fmt: skip
     """Finish one PENDING delivery's move, or mark it LOST; say what was done."""
     target = Path(stored_path) if stored_path else None
-    source = _inbox_original(inbox / smo_id, file_name, sha256)
-    redaction = warehouse.redaction_of(con, delivery_id) if target is not None else None
+    sdtm_set = warehouse.set_members(con, delivery_id)
+    if sdtm_set is not None:  # an SDTM delivery set: `target` is its folder
+        said = _finish_set_members(con, inbox / smo_id, target, sdtm_set, delivery_id,
+                                   profiles_dir / f"{smo_id}.yaml")  # fmt: skip
+        if said is not None:
+            warehouse.mark_file_done(con, delivery_id)
+            return said
+        source, redaction = None, None  # no file of it in the inbox: in place, pulled, or lost
+    else:
+        source = _inbox_original(inbox / smo_id, file_name, sha256)
+        redaction = warehouse.redaction_of(con, delivery_id) if target is not None else None
     if target is None:  # its bytes are not kept
         if source is not None:
             os.unlink(source)
@@ -484,6 +495,64 @@ def _finish_pending(
         hashed = _stored_sha256(target)  # an entry hashed only once it is in quarantine
     warehouse.mark_file_done(con, delivery_id, sha256=hashed)
     return said
+
+
+def _pending_sources(
+    con, folder: Path, delivery_id: int, file_name: str, sha256: str | None
+) -> list[Path]:  # fmt: skip
+    """The inbox entries a PENDING ledger row was recorded for (each domain file of a set)."""
+    sdtm_set = warehouse.set_members(con, delivery_id)
+    if sdtm_set is None:
+        found = [_inbox_original(folder, file_name, sha256)]
+    else:
+        found = [_inbox_original(folder, m["file"], m["sha256"]) for m in _hashed(sdtm_set)]
+    return [p for p in found if p is not None]
+
+
+def _hashed(sdtm_set: dict) -> list[dict]:
+    """The set's domain files that were hashed (one that could not be opened is not matched by
+    name alone: a new file of that name is a new delivery)."""
+    return [m for m in sdtm_set.get("files", []) if m.get("sha256")]
+
+
+def _finish_set_members(
+    con, folder: Path, target: Path | None, sdtm_set: dict, delivery_id: int, profile_path: Path
+) -> str | None:  # fmt: skip
+    """Move the domain files of a PENDING SDTM set still in the inbox (same names, same
+    SHA-256) into the set's folder (redacted copies where recorded); None when none is left."""
+    found = [
+        (m["file"], path)
+        for m in _hashed(sdtm_set)
+        if (path := _inbox_original(folder, m["file"], m["sha256"])) is not None
+    ]
+    if not found:
+        return None
+    not_kept = set(sdtm_set.get("not_kept", []))
+    redactions = {r.get("original_sha256"): r for r in warehouse.redactions_of(con, delivery_id)}
+    for name, source in found:
+        stored = None if target is None else target / fit_name(name)
+        if stored is None or name in not_kept:
+            os.unlink(source)  # its bytes are not kept
+        elif os.path.lexists(stored):
+            os.unlink(source)  # moved before the kill (or its redacted copy put in place)
+        elif _redacting(stored).exists():
+            os.replace(_redacting(stored), stored)
+            os.unlink(source)
+        elif (snap := _snapshot(source)).sha256 in redactions:  # copy removed: written again
+            spec = load_profile(profile_path).sdtm
+            if spec is None:
+                raise RedactionError(f"{profile_path} no longer has an sdtm section")
+            storage = _prepare_storage(source, stored, storage_profile(spec, source), snap,
+                                       found=None)  # fmt: skip
+            if storage.temp is None:
+                raise RedactionError(storage.note or "none of the identifier columns is in it")
+            _finish_storage(source, storage)
+        else:
+            move_entry(source, stored)
+    names = ", ".join(name for name, _ in found)
+    if target is None:
+        return f"{len(found)} file(s) of the set removed from the inbox ({names}; not kept)"
+    return f"{len(found)} file(s) of the set moved to {target} ({names})"
 
 
 def _archived_as(folder: Path, target: Path) -> Path | None:
@@ -540,6 +609,9 @@ def _remove_unrecorded(con: duckdb.DuckDBPyConnection, roots: tuple[Path, ...]) 
             names = set(os.listdir(folder))
             for name in names:
                 match = _STORED_NAME.match(name)
+                if match and _only_before_record(folder / name):  # an SDTM set's folder
+                    by_id.setdefault(int(match[1]), []).append(folder / name)
+                    continue
                 if not match or not name.endswith(_BEFORE_RECORD):
                     continue
                 stored = name.lstrip(".").removesuffix(".redacting")
@@ -560,10 +632,24 @@ def _remove_unrecorded(con: duckdb.DuckDBPyConnection, roots: tuple[Path, ...]) 
     lines = []
     for delivery_id in sorted(set(by_id) - recorded):
         for path in by_id[delivery_id]:
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                for inside in path.iterdir():
+                    inside.unlink(missing_ok=True)
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
         names = ", ".join(sorted(p.name for p in by_id[delivery_id]))
         lines.append(f"removed {names}: delivery {delivery_id} was never recorded (killed run)")
     return lines
+
+
+def _only_before_record(path: Path) -> bool:
+    """A stored SDTM set's folder that holds only redacted copies and their records (written
+    before the set's rows commit), no domain file."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    inside = os.listdir(path)
+    return bool(inside) and all(n.endswith((".redaction.json", ".redacting")) for n in inside)
 
 
 def _subfolders(root: Path) -> list[Path]:
@@ -883,8 +969,9 @@ def _duplicate_result(path: Path, profile: Profile, snap: _Snapshot) -> GateResu
 # -- CDISC SDTM delivery sets -------------------------------------------------------------------
 
 
-class LoadedSetNotStored(Exception):
-    """An SDTM set was loaded (committed) but its files could not all be moved out of the inbox."""
+class RecordedSetNotStored(Exception):
+    """An SDTM set's ledger rows are committed (PENDING) but its files could not all be moved
+    out of the inbox (the next batch's `recover_pending` finishes the move)."""
 
     def __init__(self, outcomes: list[Outcome], cause: BaseException):
         self.outcomes, self.cause = outcomes, cause
@@ -938,10 +1025,10 @@ def _run_set_step(summary: BatchSummary, sdtm_set: SdtmSet, *args, **kwargs) -> 
     where = [f"{e.smo_id}/{e.name}" for _, e in sdtm_set.members]
     try:
         outcomes = _process_set_or_reject(*args, **kwargs)
-    except LoadedSetNotStored as exc:
+    except RecordedSetNotStored as exc:
         ids = ", ".join(str(o.delivery_id) for o in exc.outcomes)
-        why = (f"loaded as deliveries {ids} (SDTM set {sdtm_set.name}) but not moved out of the "
-               f"inbox ({exc.cause}); move what is left to the archive by hand")  # fmt: skip
+        why = (f"recorded as deliveries {ids} (SDTM set {sdtm_set.name}) but not moved out of "
+               f"the inbox ({_error_text(exc.cause)}); the next run finishes the move")  # fmt: skip
         summary.skipped += [(w, why) for w in where]
         outcomes = exc.outcomes
     except Exception as exc:  # noqa: BLE001 - recording the rejection itself failed
@@ -960,7 +1047,7 @@ def _process_set_or_reject(
             con, sdtm_set, profile, roster, archive=archive, quarantine=quarantine,
             run_id=run_id, plausibility=plausibility,
         )  # fmt: skip
-    except LoadedSetNotStored:
+    except RecordedSetNotStored:
         raise
     except Exception as exc:  # noqa: BLE001 - an unforeseen failure is the whole set's rejection
         # The set's feeds load in one transaction (rolled back on error): nothing of it stays.
@@ -1031,15 +1118,41 @@ def _set_storages(sdtm_set: SdtmSet, folder: Path, profile: Profile, snaps) -> l
 
 
 def _discard_temps(storages: list[_Storage]) -> None:
+    """Nothing of the set was recorded: remove its redacted copies, their records and the
+    folder they were written to."""
     for storage in storages:
-        if storage.temp is not None:
-            storage.temp.unlink(missing_ok=True)
+        _discard(storage)
+    for folder in {s.target.parent for s in storages}:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty: never a folder that holds a stored file
 
 
 def _finish_set(sdtm_set: SdtmSet, storages: list[_Storage]) -> None:
     for (_, entry), storage in zip(sdtm_set.members, storages, strict=True):
         if os.path.lexists(entry.path):
             _finish_storage(entry.path, storage)
+
+
+def _store_set(
+    con: duckdb.DuckDBPyConnection, sdtm_set: SdtmSet, storages: list[_Storage],
+    outcomes: list[Outcome],
+) -> list[Outcome]:  # fmt: skip
+    """The set's ledger rows are committed (PENDING): move its files, then mark every row DONE
+    (a kill in between is finished by the next batch, `recover_pending`)."""
+    crash_point("inbox_after_record")
+    try:
+        _finish_set(sdtm_set, storages)
+    except Exception as exc:  # noqa: BLE001 - recorded; only the move failed
+        raise RecordedSetNotStored(outcomes, exc) from exc
+    crash_point("inbox_after_move")
+    for outcome in outcomes:
+        warehouse.mark_file_done(con, outcome.delivery_id)
+    return outcomes
+
+
+def _not_kept(sdtm_set: SdtmSet, storages: list[_Storage]) -> list[str]:
+    """The domain files whose bytes are not kept (identifiers that could not be removed)."""
+    return [e.name for (_, e), s in zip(sdtm_set.members, storages, strict=True) if not s.keep]
 
 
 def process_sdtm_set(
@@ -1097,6 +1210,7 @@ def process_sdtm_set(
             loads.append((delivery_id, result, gate_rows))
         for _, entry in sdtm_set.members:
             _check_unchanged(entry.path, snaps[entry.name])
+        crash_point("inbox_before_record")
         statuses = warehouse.load_accepted_together(
             con, loads, received_at=received_at, processed_at=processed_at,
             stored_path=str(folder),  # named in the ledger before the move
@@ -1117,11 +1231,7 @@ def process_sdtm_set(
         )  # fmt: skip
         for (delivery_id, result, _), status in zip(loads, statuses, strict=True)
     ]
-    try:
-        _finish_set(sdtm_set, storages)
-    except Exception as exc:  # noqa: BLE001 - loaded; only the move failed
-        raise LoadedSetNotStored(outcomes, exc) from exc
-    return outcomes
+    return _store_set(con, sdtm_set, storages, outcomes)
 
 
 def _duplicate_set(
@@ -1134,15 +1244,8 @@ def _duplicate_set(
     ids = [warehouse.next_delivery_id(con) for _ in feeds]
     folder = _stored_path(Path(sdtm_set.name), archive / profile.smo_id, ids[0])
     storages = _set_storages(sdtm_set, folder, profile, snaps)
-    try:
-        for _, entry in sdtm_set.members:
-            _check_unchanged(entry.path, snaps[entry.name])
-        _finish_set(sdtm_set, storages)
-    except BaseException:
-        _discard_temps(storages)
-        raise
     kept = all(s.keep for s in storages)
-    outcomes = []
+    records, outcomes = [], []
     for delivery_id, feed in zip(ids, feeds, strict=True):
         result = GateResult(
             path=sdtm_set.members[0][1].path.with_name(sdtm_set.name),
@@ -1156,15 +1259,22 @@ def _duplicate_set(
         gate_rows = []
         for storage in storages:
             gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
-        warehouse.record(
-            con, delivery_id, result, status="DUPLICATE", received_at=received_at,
-            processed_at=processed_at, report_path=None,
-            stored_path=str(folder) if kept else None, duplicate_of=loaded[feed],
-            gate_rows=gate_rows,
-        )  # fmt: skip
+        records.append((delivery_id, result, gate_rows, {
+            "status": "DUPLICATE", "received_at": received_at, "processed_at": processed_at,
+            "report_path": None, "stored_path": str(folder) if kept else None,
+            "duplicate_of": loaded[feed],
+        }))  # fmt: skip
         outcomes.append(Outcome(delivery_id, profile.smo_id, feed, sdtm_set.name, "DUPLICATE",
                                 0, 0, folder if kept else None))  # fmt: skip
-    return outcomes
+    try:
+        for _, entry in sdtm_set.members:
+            _check_unchanged(entry.path, snaps[entry.name])
+        crash_point("inbox_before_record")
+        warehouse.record_together(con, records)  # all the set's rows, PENDING
+    except BaseException:
+        _discard_temps(storages)
+        raise
+    return _store_set(con, sdtm_set, storages, outcomes)
 
 
 def _set_delivery_date(sdtm_set: SdtmSet) -> dt.date | None:
@@ -1229,28 +1339,34 @@ def _reject_set(
     not_kept = [s.note for s in storages if not s.keep]
     if not_kept:
         extra["not_kept"] = not_kept[0]
+        details["not_kept"] = _not_kept(sdtm_set, storages)  # removed, never moved, on recovery
+    # The folder holds something once the files are moved: a domain file still there and kept.
+    kept = folder if any(
+        s.keep and os.path.lexists(e.path)
+        for (_, e), s in zip(sdtm_set.members, storages, strict=True)
+    ) else None  # fmt: skip
     try:
         _, md_path = write_reports(result, folder, extra=extra)
-        _finish_set(sdtm_set, storages)
+        gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id,
+                                                 details={"sdtm_set": details})  # fmt: skip
+        for storage in storages:
+            gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
+        crash_point("inbox_before_record")
+        warehouse.record(
+            con, delivery_id, result, status="REJECTED",
+            received_at=max((s.received_at for s in snaps.values() if s), default=processed_at),
+            processed_at=processed_at, report_path=str(md_path),
+            stored_path=None if kept is None else str(kept), gate_rows=gate_rows,
+        )  # fmt: skip
     except BaseException:
         _discard_temps(storages)
         raise
-    gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id,
-                                             details={"sdtm_set": details})  # fmt: skip
-    for storage in storages:
-        gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
-    kept = folder if folder.exists() else None
-    warehouse.record(
-        con, delivery_id, result, status="REJECTED",
-        received_at=max((s.received_at for s in snaps.values() if s), default=processed_at),
-        processed_at=processed_at, report_path=str(md_path),
-        stored_path=None if kept is None else str(kept), gate_rows=gate_rows,
-    )  # fmt: skip
     first = result.problems[0] if result.problems else None
-    return Outcome(
+    outcome = Outcome(
         delivery_id, profile.smo_id, None, sdtm_set.name, "REJECTED", 0, result.error_count,
         kept, md_path, first.message if first else None,
     )  # fmt: skip
+    return _store_set(con, sdtm_set, storages, [outcome])[0]
 
 
 def _reject_unused_domain(

@@ -245,11 +245,20 @@ def record(
 ) -> None:
     """Ledger row (and gate rows) for a delivery that loads no data (REJECTED or DUPLICATE), in
     one transaction, PENDING until its file is moved (`mark_file_done`)."""
-    row = _ledger_row(delivery_id, result, **kwargs)
+    record_together(con, [(delivery_id, result, gate_rows, kwargs)])
+
+
+def record_together(
+    con: duckdb.DuckDBPyConnection, records: list[tuple[int, GateResult, list[dict] | None, dict]]
+) -> None:
+    """Several such ledger rows (delivery id, result, gate rows, `record` keywords) in one
+    transaction: the per-feed DUPLICATE rows of one SDTM delivery set."""
     con.execute("begin transaction")
     try:
-        con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
-        record_gate_results(con, gate_rows or [])
+        for delivery_id, result, gate_rows, kwargs in records:
+            row = _ledger_row(delivery_id, result, **kwargs)
+            con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
+            record_gate_results(con, gate_rows or [])
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -381,6 +390,33 @@ def redaction_of(con: duckdb.DuckDBPyConnection, delivery_id: int) -> dict | Non
         [delivery_id],
     ).fetchone()
     return json.loads(row[0]) if row else None
+
+
+def redactions_of(con: duckdb.DuckDBPyConnection, delivery_id: int) -> list[dict]:
+    """Every redacted copy the gate recorded for the delivery (one per file of an SDTM set)."""
+    rows = con.execute(
+        "select details from ops.gate_results "
+        "where delivery_id = ? and check_name = 'identifiers.stripped'",
+        [delivery_id],
+    ).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def set_members(con: duckdb.DuckDBPyConnection, delivery_id: int) -> dict | None:
+    """The SDTM set a ledger row stands for (`files`: file, domain, sha256 of each domain file;
+    `not_kept`: files whose bytes are not kept), as its delivery gate recorded it; a duplicate's
+    from the set it repeats (same names, same bytes). None for a single file."""
+    row = con.execute(
+        """
+        select g.details from ops.gate_results g
+        where g.gate = 'delivery' and g.check_name = 'contract' and g.delivery_id = (
+            select coalesce(duplicate_of, delivery_id) from ops.deliveries where delivery_id = ?)
+        limit 1
+        """,
+        [delivery_id],
+    ).fetchone()
+    details = json.loads(row[0]) if row and row[0] else {}
+    return details.get("sdtm_set") if isinstance(details, dict) else None
 
 
 def _advance_current(
