@@ -8,6 +8,7 @@ uninterrupted run would have: no DUPLICATE, no file without a row, no row withou
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,10 +17,12 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 import yaml
 
 from core.settings import PROJECT_ROOT
+from expectations.feeds import FEEDS
 from ingest.inbox import process_inbox
 from ingest.profiles import load_profile
 from synthetic.bad_deliveries import write_valid_deliveries
@@ -146,7 +149,11 @@ def assert_agree(root: Path) -> None:
     stored = {Path(r[2]) for r in rows if r[2]}
     kept = [p for p in (root / "archive").rglob("*") if p.is_file()]
     kept += [p for p in (root / "quarantine").rglob("*") if p.is_file()]
-    assert {p for p in kept if not p.name.endswith(BESIDE)} == stored
+    # in an SDTM set's folder: <archive|quarantine>/<smo>/<folder>/<domain file>
+    in_set = [p for p in kept if p.parent.parent.parent in (root / "archive", root / "quarantine")]
+    kept = [p for p in kept if p not in in_set]
+    assert {p for p in kept if not p.name.endswith(BESIDE)} | {p.parent for p in in_set} == stored
+    assert not [p for p in in_set if p.name.endswith(".redacting")]
     ids = {r[0] for r in rows}
     beside = [p for p in kept if p.name.endswith(BESIDE)]
     assert [p for p in beside if int(p.name.lstrip(".").split("__")[0]) not in ids] == []
@@ -268,3 +275,134 @@ def test_a_pull_killed_before_its_move_is_finished_by_the_next_batch(tmp_path, v
     assert not loaded.stored_path.exists()
     assert Path(stored).read_bytes() == valid["sites"].read_bytes()
     assert_agree(tmp_path)
+
+
+# -- SDTM delivery sets: several ledger rows (one per feed) and one folder of domain files ------
+
+PILOT = "SMO-PILOT"
+SET = "dm.xpt+ds.xpt+sv.xpt"
+EXAMPLE = PROJECT_ROOT / "docs" / "examples" / "cdiscpilot01.yaml"
+
+
+def send_set(root: Path, pilot: Path, *domains: str, redacted: bool = False) -> None:
+    """The pilot's domain files, or (`redacted`) CSV exports of them with a birth date in DM."""
+    folder = root / "inbox" / PILOT
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, domain in enumerate(domains, 1):
+        if not redacted:
+            shutil.copy(pilot / f"{domain}.xpt", folder / f"{domain}.xpt")
+            continue
+        frame = pd.read_sas(pilot / f"{domain}.xpt", format="xport", encoding="latin-1")
+        for column in frame.select_dtypes("float").columns:  # as SAS writes whole numbers
+            if (frame[column].dropna() % 1 == 0).all():
+                frame[column] = frame[column].astype("Int64")
+        if domain == "dm":
+            frame.insert(5, "BRTHDTC", "1950-01-01")
+        frame.to_csv(folder / f"extract_{number}.csv", index=False)
+
+
+def setup_set(root: Path, scenario: str, pilot: Path) -> None:
+    """A warehouse and inbox whose next delivery is the scenario's SDTM set (DM, DS, SV)."""
+    body = yaml.safe_load(EXAMPLE.read_text())
+    if scenario == "rejected":  # VISITNUM alone repeats in the pilot's SV: the set is refused
+        body["sdtm"]["visits"] = {"visit_id": ["VISITNUM"]}
+    if scenario == "redacted":
+        body["sdtm"]["strip_identifiers"] = ["BRTHDTC"]
+    (root / "profiles").mkdir(parents=True)
+    (root / "profiles" / f"{PILOT}.yaml").write_text(yaml.safe_dump(body))
+    if scenario == "duplicate":  # the same set loaded before
+        send_set(root, pilot, "dm", "ds", "sv")
+        assert {o.status for o in run(root).outcomes} == {"ACCEPTED"}
+    domains = ["dm", "ds", "sv"] + (["ae"] if scenario == "unused" else [])
+    send_set(root, pilot, *domains, redacted=scenario == "redacted")
+
+
+def file_states(root: Path) -> list[tuple]:
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(
+            "select status, file_name, file_state from ops.deliveries order by delivery_id"
+        ).fetchall()
+
+
+def set_state(root: Path) -> dict:
+    """`state`, with every feed an SDTM set loads."""
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        raw = {f: con.execute(f"select count(*) from raw.{f}").fetchone()[0] for f in FEEDS}
+    return {**state(root), "raw": raw}
+
+
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("scenario", ["accepted", "rejected", "duplicate", "redacted", "unused"])
+def test_an_sdtm_set_killed_at_any_point_is_settled_by_the_next_run(
+    tmp_path, shared_data, scenario, point
+):
+    pilot = shared_data / "sdtm" / "cdiscpilot01"
+    clean = tmp_path / "clean"
+    setup_set(clean, scenario, pilot)
+    normal = run(clean)
+    assert normal.recovered == []  # the set batch before it (duplicate) left nothing PENDING
+    assert [r for r in file_states(clean) if r[2] != "DONE"] == []
+    assert run(clean).recovered == []
+    expected = set_state(clean)
+    root = tmp_path / "killed"
+    setup_set(root, scenario, pilot)
+
+    run_killed(root, point)  # at the first delivery of the batch: the set (or ae.xpt)
+    pending = [r for r in file_states(root) if r[2] == "PENDING"]
+    killed = "ae.xpt" if scenario == "unused" else normal.outcomes[0].file_name
+    summary = run(root)
+
+    said = [line for line in summary.recovered if line.startswith("delivery ")]
+    if point == "inbox_before_record":  # nothing recorded: processed again as new
+        assert pending == [] and said == [] and len(summary.outcomes) == len(normal.outcomes)
+        leftovers = scenario in ("rejected", "redacted", "unused")  # reports, redacted copies
+        assert any("was never recorded" in line for line in summary.recovered) == leftovers
+    else:  # recorded: finished, never processed a second time (no DUPLICATE of its rows)
+        assert pending and {r[1] for r in pending} == {killed}
+        assert len(said) == len(pending) and not any("LOST" in line for line in said), said
+        done = "moved to" if point == "inbox_after_record" else "already in"
+        assert f"{PILOT}/{killed}" in said[0] and done in said[0]
+        assert summary.skipped == []
+        if scenario == "unused":  # the set beside it is processed as in any batch
+            assert sorted(o.status for o in summary.outcomes) == ["ACCEPTED"] * 3
+        else:
+            assert summary.outcomes == []
+    assert_agree(root)
+    assert set_state(root) == expected
+    assert run(root).recovered == []  # settled once
+
+
+def test_a_pulled_sdtm_set_killed_before_its_move_is_finished_by_the_next_batch(
+    tmp_path, shared_data
+):
+    setup_set(tmp_path, "accepted", shared_data / "sdtm" / "cdiscpilot01")
+    loaded = {o.feed: o for o in run(tmp_path).outcomes}
+    folder = loaded["subjects"].stored_path
+
+    run_killed(tmp_path, "pull_after_record", PULL_CHILD, str(loaded["subjects"].delivery_id))
+    rows = file_states(tmp_path)
+    assert rows == [("REJECTED", SET, "PENDING")] * 3 and folder.is_dir()
+
+    summary = run(tmp_path)
+
+    assert len(summary.recovered) == 3 and "from the archive" in summary.recovered[0]
+    assert not folder.exists()
+    assert sorted(p.name for p in (tmp_path / "quarantine" / PILOT / folder.name).iterdir()) == [
+        "dm.xpt", "ds.xpt", "sv.xpt"
+    ]  # fmt: skip
+    assert_agree(tmp_path)
+
+
+def test_a_pending_set_whose_redacted_copy_was_removed_gets_it_written_again(tmp_path, shared_data):
+    setup_set(tmp_path, "redacted", shared_data / "sdtm" / "cdiscpilot01")
+    run_killed(tmp_path, "inbox_after_record")
+    (copy,) = (tmp_path / "archive" / PILOT).glob("*/.*.redacting")
+    copy.unlink()  # removed meanwhile: the original still in the inbox is redacted again
+
+    summary = run(tmp_path)
+
+    assert summary.outcomes == [] and len(summary.recovered) == 3
+    assert_agree(tmp_path)
+    stored = copy.with_name(copy.name.lstrip(".").removesuffix(".redacting"))
+    assert "STUDYID" in stored.read_text() and "BRTHDTC" not in stored.read_text()
+    assert json.loads(stored.with_name(stored.name + ".redaction.json").read_text())["redacted"]
