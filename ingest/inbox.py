@@ -18,21 +18,44 @@ For an SMO whose profile has an `sdtm:` section, the domain files of one CDISC S
 are grouped (`ingest.inbox_sdtm`) and handled as one unit (`process_sdtm_set`): checked
 together, loaded in one transaction (one ledger row per canonical feed), recorded as a
 duplicate, or rejected and quarantined whole; an incomplete set waits in the inbox.
+
+A delivery's ledger row and its file move are one recoverable unit. Everything that can be
+rewritten (reports, the redacted copy and its `.redaction.json`) is written beside the target
+first; then the ledger row (with its gate rows, and for an accepted file its rows) is committed
+with `file_state` PENDING and the target `stored_path`: the intent. Then the file is moved and
+the row marked DONE. `recover_pending` runs before every batch and settles what a kill left:
+- a PENDING row is finished: a stored file that is in place is kept (and the inbox original of
+  the same SHA-256 removed); an original still in the inbox is moved (its redacted copy put in
+  place) and never becomes a DUPLICATE; with neither left the row is marked LOST;
+- an SDTM set's rows (one per feed, committed together) are finished the same way: its
+  `stored_path` is the set's folder and its domain files (names, SHA-256) are those its contract
+  gate row lists (`details.sdtm_set.files`; a duplicate's, those of the set it repeats);
+- a delivery pulled after loading (`ingest.retraction`) whose file is still in the archive is
+  moved to quarantine;
+- a report, sidecar or redacted copy whose delivery id has no ledger row (killed before the
+  commit; the file is still in the inbox and is processed again) is deleted.
+Each settled delivery gives one line in `BatchSummary.recovered` (and the log). Crash points
+(`core.crash_points`): `inbox_before_record`, `inbox_after_record`, `inbox_after_move`
+(`pull_after_record` in `ingest.retraction`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from core.crash_points import crash_point
 from expectations.contracts import Plausibility
 from expectations.feeds import FEED_LOAD_ORDER
 from ingest import warehouse
@@ -56,6 +79,8 @@ from ingest.redact import RedactionError, redact_delivery
 from ingest.rejection_report import write_reports
 from ingest.sdtm import DOMAINS, SdtmDelivery, check_sdtm_delivery, storage_profile
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -76,6 +101,8 @@ class BatchSummary:
     outcomes: list[Outcome] = field(default_factory=list)
     #: Entries left in the inbox, with why (no profile, broken profile, not an SMO folder, ...).
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: What `recover_pending` did about deliveries a killed run left half done, one line each.
+    recovered: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -171,8 +198,8 @@ def _prepare_storage(
     if not strip or found == []:
         return storage
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.redacting")
-    temp.unlink(missing_ok=True)  # left by a crash before the file was done
+    temp = _redacting(target)
+    temp.unlink(missing_ok=True)  # never there: delivery ids are not reused
     try:
         removed = redact_delivery(path, temp, feed_profile.file, strip)
         if found is not None and sorted(removed) != sorted(found):
@@ -198,7 +225,28 @@ def _prepare_storage(
         "stored_size_bytes": temp.stat().st_size,
         "format": feed_profile.file.type,
     }
+    _write_sidecar(target, storage.redaction)
     return storage
+
+
+def _redacting(target: Path) -> Path:
+    return target.with_name(f".{target.name}.redacting")
+
+
+def _sidecar(target: Path) -> Path:
+    return target.with_name(target.name + ".redaction.json")
+
+
+def _write_sidecar(target: Path, redaction: dict) -> None:
+    """The redacted copy's record, beside it (written before the copy is put in place)."""
+    _sidecar(target).write_text(json.dumps(redaction, indent=2, ensure_ascii=False) + "\n")
+
+
+def _discard(storage: _Storage) -> None:
+    """Nothing was recorded: remove the redacted copy and its record again."""
+    if storage.temp is not None:
+        storage.temp.unlink(missing_ok=True)
+        _sidecar(storage.target).unlink(missing_ok=True)
 
 
 def _unread_storage(target: Path, feed_profile: FeedProfile | None) -> _Storage:
@@ -220,8 +268,6 @@ def _finish_storage(path: Path, storage: _Storage) -> Path | None:
     """Put the entry (or its redacted copy) in place and take it out of the inbox."""
     if storage.temp is not None:
         os.replace(storage.temp, storage.target)
-        sidecar = storage.target.with_name(storage.target.name + ".redaction.json")
-        sidecar.write_text(json.dumps(storage.redaction, indent=2, ensure_ascii=False) + "\n")
         os.unlink(path)
         return storage.target
     if not storage.keep:
@@ -247,12 +293,42 @@ def _redaction_gate_row(delivery_id: int, result: GateResult, storage: _Storage,
     ]
 
 
-class LoadedNotStored(Exception):
-    """The delivery was loaded (committed) but could not be moved out of the inbox."""
+class RecordedNotStored(Exception):
+    """The delivery's ledger row is committed (PENDING) but its file could not be moved."""
 
     def __init__(self, outcome: Outcome, cause: BaseException):
         self.outcome, self.cause = outcome, cause
         super().__init__(str(cause))
+
+
+def _store(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    storage: _Storage,
+    outcome: Outcome,
+    *,
+    hash_stored: bool = False,
+) -> Outcome:
+    """The ledger row is committed (PENDING): move the entry, then mark the row DONE.
+
+    `hash_stored`: the entry was not opened in the inbox; hash it where it is now kept.
+    """
+    crash_point("inbox_after_record")
+    try:
+        stored = _finish_storage(path, storage)
+    except Exception as exc:  # noqa: BLE001 - recorded; only the move failed
+        raise RecordedNotStored(outcome, exc) from exc
+    crash_point("inbox_after_move")
+    sha256 = _stored_sha256(stored) if hash_stored and stored is not None else None
+    warehouse.mark_file_done(con, outcome.delivery_id, sha256=sha256)
+    return outcome
+
+
+def _stored_sha256(stored: Path) -> str | None:
+    try:
+        return _snapshot(stored).sha256
+    except (OSError, NotRegularFile):
+        return None
 
 
 def process_inbox(
@@ -268,9 +344,15 @@ def process_inbox(
 ) -> BatchSummary:
     warehouse.ensure_schema(con)
     summary = BatchSummary()
+    held = recover_pending(
+        con, summary, inbox=inbox, archive=archive, quarantine=quarantine, profiles_dir=profiles_dir
+    )
     scan = scan_inbox(inbox, settle_seconds, now)
     summary.skipped += scan.skipped
     for smo_id, entries in scan.entries.items():
+        entries = [e for e in entries if e.path not in held]  # recorded, move still failing
+        if not entries:
+            continue
         profile_path = profiles_dir / f"{smo_id}.yaml"
         try:
             profile = load_profile(profile_path)
@@ -310,17 +392,284 @@ def process_inbox(
     return summary
 
 
+def recover_pending(
+    con: duckdb.DuckDBPyConnection,
+    summary: BatchSummary,
+    *,
+    inbox: Path,
+    archive: Path,
+    quarantine: Path,
+    profiles_dir: Path,
+) -> set[Path]:
+    """Settle what a killed run left half done, before anything new is processed.
+
+    Returns the inbox entries of deliveries still PENDING (their move failed again): they are
+    left alone, reported in `summary.skipped`, and never recorded a second time.
+    """
+    held: set[Path] = set()
+    for row in warehouse.pending_files(con):
+        delivery_id, smo_id, file_name, _, status, _ = row
+        where = f"{smo_id}/{file_name}"
+        try:
+            said = _finish_pending(con, inbox, archive, profiles_dir, *row)
+        except Exception as exc:  # noqa: BLE001 - stays PENDING; retried by the next run
+            held.update(_pending_sources(con, inbox / smo_id, delivery_id, file_name, row[3]))
+            why = (
+                f"delivery {delivery_id} ({status}) is recorded but its file could not be "
+                f"moved ({_error_text(exc)}); the next run tries again"
+            )
+            summary.skipped.append((where, why))
+            log.warning("%s: %s", where, why)
+            continue
+        line = f"delivery {delivery_id} {status} {where} (left half done by a killed run): {said}"
+        summary.recovered.append(line)
+        log.warning(line)
+    try:
+        removed = _remove_unrecorded(con, (archive, quarantine))
+    except OSError as exc:  # never blocks the batch: tried again by the next run
+        why = f"leftovers of killed runs not checked: {_error_text(exc)}"
+        summary.skipped.append((f"{archive}, {quarantine}", why))
+        log.warning(why)
+        removed = []
+    for line in removed:
+        summary.recovered.append(line)
+        log.warning(line)
+    return held
+
+
+def _finish_pending(
+    con, inbox: Path, archive: Path, profiles_dir: Path, delivery_id, smo_id, file_name, sha256,
+    status, stored_path,
+) -> str:  # fmt: skip
+    """Finish one PENDING delivery's move, or mark it LOST; say what was done."""
+    target = Path(stored_path) if stored_path else None
+    sdtm_set = warehouse.set_members(con, delivery_id)
+    if sdtm_set is not None:  # an SDTM delivery set: `target` is its folder
+        said = _finish_set_members(con, inbox / smo_id, target, sdtm_set, delivery_id,
+                                   profiles_dir / f"{smo_id}.yaml")  # fmt: skip
+        if said is not None:
+            warehouse.mark_file_done(con, delivery_id)
+            return said
+        source, redaction = None, None  # no file of it in the inbox: in place, pulled, or lost
+    else:
+        source = _inbox_original(inbox / smo_id, file_name, sha256)
+        redaction = warehouse.redaction_of(con, delivery_id) if target is not None else None
+    if target is None:  # its bytes are not kept
+        if source is not None:
+            os.unlink(source)
+        said = "the original removed from the inbox (not kept)" if source else "nothing to do"
+    elif os.path.lexists(target):
+        if source is None:
+            said = f"already in {target}"
+        elif not sha256:  # matched by name only: could be a new delivery, processed as such
+            source = None
+            said = f"already in {target}"
+        elif redaction is None and _stored_sha256(target) != sha256:
+            os.unlink(target)  # a copy across file systems cut short
+            move_entry(source, target)
+            said = f"copied again to {target}"
+        else:
+            os.unlink(source)
+            said = f"already in {target}; the original removed from the inbox"
+    elif source is None and (pulled := _archived_as(archive / smo_id, target)) is not None:
+        move_entry(pulled, target)  # a delivery pulled after loading (ingest.retraction)
+        said = f"moved from the archive to {target}"
+    elif redaction is not None and (_redacting(target).exists() or source is not None):
+        said = f"redacted copy put in place at {target}"
+        if not _redacting(target).exists():  # removed meanwhile: written again
+            redaction = _redact_again(source, target, profiles_dir / f"{smo_id}.yaml")
+            said = f"redacted copy written again at {target}"
+        os.replace(_redacting(target), target)
+        if source is not None:
+            os.unlink(source)
+    elif redaction is None and source is not None:
+        move_entry(source, target)
+        said = f"moved to {target}"
+    else:
+        warehouse.mark_file_lost(con, delivery_id)
+        return f"LOST: neither {target} nor the inbox original exists any more"
+    if redaction is not None and not _sidecar(target).exists():
+        _write_sidecar(target, redaction)
+    hashed = None
+    if target is not None and not sha256 and redaction is None:
+        hashed = _stored_sha256(target)  # an entry hashed only once it is in quarantine
+    warehouse.mark_file_done(con, delivery_id, sha256=hashed)
+    return said
+
+
+def _pending_sources(
+    con, folder: Path, delivery_id: int, file_name: str, sha256: str | None
+) -> list[Path]:  # fmt: skip
+    """The inbox entries a PENDING ledger row was recorded for (each domain file of a set)."""
+    sdtm_set = warehouse.set_members(con, delivery_id)
+    if sdtm_set is None:
+        found = [_inbox_original(folder, file_name, sha256)]
+    else:
+        found = [_inbox_original(folder, m["file"], m["sha256"]) for m in _hashed(sdtm_set)]
+    return [p for p in found if p is not None]
+
+
+def _hashed(sdtm_set: dict) -> list[dict]:
+    """The set's domain files that were hashed (one that could not be opened is not matched by
+    name alone: a new file of that name is a new delivery)."""
+    return [m for m in sdtm_set.get("files", []) if m.get("sha256")]
+
+
+def _finish_set_members(
+    con, folder: Path, target: Path | None, sdtm_set: dict, delivery_id: int, profile_path: Path
+) -> str | None:  # fmt: skip
+    """Move the domain files of a PENDING SDTM set still in the inbox (same names, same
+    SHA-256) into the set's folder (redacted copies where recorded); None when none is left."""
+    found = [
+        (m["file"], path)
+        for m in _hashed(sdtm_set)
+        if (path := _inbox_original(folder, m["file"], m["sha256"])) is not None
+    ]
+    if not found:
+        return None
+    not_kept = set(sdtm_set.get("not_kept", []))
+    redactions = {r.get("original_sha256"): r for r in warehouse.redactions_of(con, delivery_id)}
+    for name, source in found:
+        stored = None if target is None else target / fit_name(name)
+        if stored is None or name in not_kept:
+            os.unlink(source)  # its bytes are not kept
+        elif os.path.lexists(stored):
+            os.unlink(source)  # moved before the kill (or its redacted copy put in place)
+        elif _redacting(stored).exists():
+            os.replace(_redacting(stored), stored)
+            os.unlink(source)
+        elif (snap := _snapshot(source)).sha256 in redactions:  # copy removed: written again
+            spec = load_profile(profile_path).sdtm
+            if spec is None:
+                raise RedactionError(f"{profile_path} no longer has an sdtm section")
+            storage = _prepare_storage(source, stored, storage_profile(spec, source), snap,
+                                       found=None)  # fmt: skip
+            if storage.temp is None:
+                raise RedactionError(storage.note or "none of the identifier columns is in it")
+            _finish_storage(source, storage)
+        else:
+            move_entry(source, stored)
+    names = ", ".join(name for name, _ in found)
+    if target is None:
+        return f"{len(found)} file(s) of the set removed from the inbox ({names}; not kept)"
+    return f"{len(found)} file(s) of the set moved to {target} ({names})"
+
+
+def _archived_as(folder: Path, target: Path) -> Path | None:
+    """The archived file of a delivery pulled to `target` in quarantine (same stored name)."""
+    archived = folder / target.name
+    return archived if archived != target and os.path.lexists(archived) else None
+
+
+def _redact_again(source: Path, target: Path, profile_path: Path) -> dict:
+    """The redacted copy of a PENDING delivery, from its original still in the inbox."""
+    matched = load_profile(profile_path).feed_for(source.name)
+    if matched is None:
+        raise RedactionError(f"{profile_path} no longer names the feed of {source.name}")
+    storage = _prepare_storage(source, target, matched[0], _snapshot(source), found=None)
+    if storage.temp is None:
+        raise RedactionError(storage.note or "none of the identifier columns is in the file")
+    return storage.redaction
+
+
+def _inbox_original(folder: Path, file_name: str, sha256: str) -> Path | None:
+    """The inbox entry a ledger row was recorded for: its escaped name, and (when the row has
+    one) the same SHA-256; a different file of that name is a new delivery."""
+    raw_folder = os.fsencode(folder)
+    try:
+        names = os.listdir(raw_folder)
+    except OSError:
+        return None
+    for raw in names:
+        if escaped_name(raw) != file_name:
+            continue
+        path = Path(os.fsdecode(os.path.join(raw_folder, raw)))
+        if not sha256:
+            return path
+        try:
+            return path if _snapshot(path).sha256 == sha256 else None
+        except (OSError, NotRegularFile):
+            return None
+    return None
+
+
+_STORED_NAME = re.compile(r"^\.?(\d+)__")
+#: What is written beside a target before its ledger row commits; safe to delete without it.
+_BEFORE_RECORD = (".report.json", ".report.md", ".redaction.json", ".redacting")
+
+
+def _remove_unrecorded(con: duckdb.DuckDBPyConnection, roots: tuple[Path, ...]) -> list[str]:
+    """Reports and redacted copies of a delivery id that has no ledger row and whose stored file
+    does not exist: a kill before the row committed (the file itself is still in the inbox and
+    is processed again). Stored files are never deleted (an archive older than the warehouse
+    keeps everything)."""
+    by_id: dict[int, list[Path]] = {}
+    for root in roots:
+        for folder in _subfolders(root):
+            names = set(os.listdir(folder))
+            for name in names:
+                match = _STORED_NAME.match(name)
+                if match and _only_before_record(folder / name):  # an SDTM set's folder
+                    by_id.setdefault(int(match[1]), []).append(folder / name)
+                    continue
+                if not match or not name.endswith(_BEFORE_RECORD):
+                    continue
+                stored = name.lstrip(".").removesuffix(".redacting")
+                for suffix in (".report.json", ".report.md", ".redaction.json"):
+                    stored = stored.removesuffix(suffix)
+                if stored not in names:
+                    by_id.setdefault(int(match[1]), []).append(folder / name)
+    if not by_id:
+        return []
+    recorded = {
+        r[0]
+        for r in con.execute(
+            "select delivery_id from ops.deliveries "
+            "where delivery_id in (select unnest(?::bigint[]))",
+            [sorted(by_id)],
+        ).fetchall()
+    }
+    lines = []
+    for delivery_id in sorted(set(by_id) - recorded):
+        for path in by_id[delivery_id]:
+            if path.is_dir() and not path.is_symlink():
+                for inside in path.iterdir():
+                    inside.unlink(missing_ok=True)
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        names = ", ".join(sorted(p.name for p in by_id[delivery_id]))
+        lines.append(f"removed {names}: delivery {delivery_id} was never recorded (killed run)")
+    return lines
+
+
+def _only_before_record(path: Path) -> bool:
+    """A stored SDTM set's folder that holds only redacted copies and their records (written
+    before the set's rows commit), no domain file."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    inside = os.listdir(path)
+    return bool(inside) and all(n.endswith((".redaction.json", ".redacting")) for n in inside)
+
+
+def _subfolders(root: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
 def _run_step(summary: BatchSummary, entry: InboxEntry, step, *args, **kwargs) -> Outcome | None:
     """Run one entry's step; whatever happens, the batch goes on."""
     where = f"{entry.smo_id}/{entry.name}"
     try:
         outcome = step(*args, **kwargs)
-    except LoadedNotStored as exc:
+    except RecordedNotStored as exc:
         summary.skipped.append(
             (
                 where,
-                f"loaded as delivery {exc.outcome.delivery_id} but not moved out of the inbox "
-                f"({exc.cause}); the next run records it as a duplicate",
+                f"recorded as delivery {exc.outcome.delivery_id} ({exc.outcome.status}) but not "
+                f"moved out of the inbox ({_error_text(exc.cause)}); the next run finishes the move",
             )
         )
         outcome = exc.outcome
@@ -346,7 +695,7 @@ def _process_or_reject(
             con, entry.path, profile, roster, archive=archive, quarantine=quarantine,
             run_id=run_id, plausibility=plausibility,
         )  # fmt: skip
-    except LoadedNotStored:
+    except RecordedNotStored:
         raise
     except Exception as exc:  # noqa: BLE001 - an unforeseen failure is this file's rejection
         # Loading is one transaction (rolled back on error): nothing of the file is in tables.
@@ -364,17 +713,12 @@ def quarantine_entry(
     unopened, and record its rejection."""
     delivery_id = warehouse.next_delivery_id(con)
     processed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    stored = move_entry(
-        entry.path, _stored_path(entry.path, quarantine / profile.smo_id, delivery_id)
-    )
-    sha256 = ""
-    if entry.kind == "file":  # now in quarantine, where no sender can swap it: hash it there
-        sha256 = _snapshot(stored).sha256
+    target = _stored_path(entry.path, quarantine / profile.smo_id, delivery_id)
     result = GateResult(
         path=entry.path.with_name(entry.name),
         smo_id=profile.smo_id,
         profile_version=profile.version,
-        sha256=sha256,
+        sha256="",  # a file is hashed once in quarantine, where no sender can swap it
         size_bytes=entry.size,
     )
     for problem in entry.problems:
@@ -385,9 +729,10 @@ def quarantine_entry(
         "name_bytes_hex": entry.raw_name.hex(),
     }
     if entry.kind == "symbolic link":
-        details["link_target"] = link_target(stored)
-    _, md_path = write_reports(result, stored, extra={"entry": details})
+        details["link_target"] = link_target(entry.path)  # readlink: never follows it
+    _, md_path = write_reports(result, target, extra={"entry": details})
     gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id, details=details)
+    crash_point("inbox_before_record")
     warehouse.record(
         con,
         delivery_id,
@@ -396,13 +741,14 @@ def quarantine_entry(
         received_at=dt.datetime.fromtimestamp(entry.mtime, dt.UTC).replace(tzinfo=None),
         processed_at=processed_at,
         report_path=str(md_path),
-        stored_path=str(stored),
+        stored_path=str(target),
         gate_rows=gate_rows,
     )
-    return Outcome(
+    outcome = Outcome(
         delivery_id, profile.smo_id, None, entry.name, "REJECTED", 0, result.error_count,
-        stored, md_path, result.problems[0].message,
+        target, md_path, result.problems[0].message,
     )  # fmt: skip
+    return _store(con, entry.path, _Storage(target), outcome, hash_stored=entry.kind == "file")
 
 
 def reject_after_error(
@@ -483,28 +829,29 @@ def process_file(
         storage = _prepare_storage(
             path, _stored_path(path, smo_archive, delivery_id), feed_profile, snap, found=None
         )
+        stored = storage.target if storage.keep else None
         try:
             _check_unchanged(path, snap)
-            stored = _finish_storage(path, storage)
+            crash_point("inbox_before_record")
+            warehouse.record(
+                con,
+                delivery_id,
+                result,
+                status="DUPLICATE",
+                received_at=received_at,
+                processed_at=processed_at,
+                report_path=None,
+                stored_path=None if stored is None else str(stored),
+                duplicate_of=duplicate_of,
+                gate_rows=_redaction_gate_row(delivery_id, result, storage, run_id),
+            )
         except BaseException:
-            if storage.temp is not None:
-                storage.temp.unlink(missing_ok=True)
+            _discard(storage)
             raise
-        warehouse.record(
-            con,
-            delivery_id,
-            result,
-            status="DUPLICATE",
-            received_at=received_at,
-            processed_at=processed_at,
-            report_path=None,
-            stored_path=None if stored is None else str(stored),
-            duplicate_of=duplicate_of,
-            gate_rows=_redaction_gate_row(delivery_id, result, storage, run_id),
-        )
-        return Outcome(
+        outcome = Outcome(
             delivery_id, profile.smo_id, result.feed, path.name, "DUPLICATE", 0, 0, stored
         )
+        return _store(con, path, storage, outcome)
 
     result = check_delivery(
         path,
@@ -533,6 +880,7 @@ def process_file(
         gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
         gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
         _check_unchanged(path, snap)
+        crash_point("inbox_before_record")
         status = warehouse.load_accepted(
             con,
             delivery_id,
@@ -543,18 +891,13 @@ def process_file(
             gate_rows=gate_rows,
         )
     except BaseException:
-        if storage.temp is not None:
-            storage.temp.unlink(missing_ok=True)
+        _discard(storage)
         raise
     outcome = Outcome(
         delivery_id, profile.smo_id, result.feed, path.name, status, result.row_count, 0,
         storage.target,
     )  # fmt: skip
-    try:
-        _finish_storage(path, storage)
-    except Exception as exc:  # noqa: BLE001 - loaded; only the move failed
-        raise LoadedNotStored(outcome, exc) from exc
-    return outcome
+    return _store(con, path, storage, outcome)
 
 
 def _reject(
@@ -579,26 +922,32 @@ def _reject(
         extra["redaction"] = storage.redaction
     if not storage.keep:
         extra["not_kept"] = storage.note
-    _, md_path = write_reports(result, storage.target, extra=extra)
-    stored = _finish_storage(path, storage)
-    gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
-    gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
-    warehouse.record(
-        con,
-        delivery_id,
-        result,
-        status="REJECTED",
-        received_at=snap.received_at,
-        processed_at=processed_at,
-        report_path=str(md_path),
-        stored_path=None if stored is None else str(stored),
-        gate_rows=gate_rows,
-    )
+    stored = storage.target if storage.keep else None
+    try:
+        _, md_path = write_reports(result, storage.target, extra=extra)
+        gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id)
+        gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
+        crash_point("inbox_before_record")
+        warehouse.record(
+            con,
+            delivery_id,
+            result,
+            status="REJECTED",
+            received_at=snap.received_at,
+            processed_at=processed_at,
+            report_path=str(md_path),
+            stored_path=None if stored is None else str(stored),
+            gate_rows=gate_rows,
+        )
+    except BaseException:
+        _discard(storage)
+        raise
     first = result.problems[0] if result.problems else None
-    return Outcome(
+    outcome = Outcome(
         delivery_id, result.smo_id, result.feed, path.name, "REJECTED", result.row_count,
         result.error_count, stored, md_path, first.message if first else None,
     )  # fmt: skip
+    return _store(con, path, storage, outcome)
 
 
 def _duplicate_result(path: Path, profile: Profile, snap: _Snapshot) -> GateResult:
@@ -620,8 +969,9 @@ def _duplicate_result(path: Path, profile: Profile, snap: _Snapshot) -> GateResu
 # -- CDISC SDTM delivery sets -------------------------------------------------------------------
 
 
-class LoadedSetNotStored(Exception):
-    """An SDTM set was loaded (committed) but its files could not all be moved out of the inbox."""
+class RecordedSetNotStored(Exception):
+    """An SDTM set's ledger rows are committed (PENDING) but its files could not all be moved
+    out of the inbox (the next batch's `recover_pending` finishes the move)."""
 
     def __init__(self, outcomes: list[Outcome], cause: BaseException):
         self.outcomes, self.cause = outcomes, cause
@@ -675,10 +1025,10 @@ def _run_set_step(summary: BatchSummary, sdtm_set: SdtmSet, *args, **kwargs) -> 
     where = [f"{e.smo_id}/{e.name}" for _, e in sdtm_set.members]
     try:
         outcomes = _process_set_or_reject(*args, **kwargs)
-    except LoadedSetNotStored as exc:
+    except RecordedSetNotStored as exc:
         ids = ", ".join(str(o.delivery_id) for o in exc.outcomes)
-        why = (f"loaded as deliveries {ids} (SDTM set {sdtm_set.name}) but not moved out of the "
-               f"inbox ({exc.cause}); move what is left to the archive by hand")  # fmt: skip
+        why = (f"recorded as deliveries {ids} (SDTM set {sdtm_set.name}) but not moved out of "
+               f"the inbox ({_error_text(exc.cause)}); the next run finishes the move")  # fmt: skip
         summary.skipped += [(w, why) for w in where]
         outcomes = exc.outcomes
     except Exception as exc:  # noqa: BLE001 - recording the rejection itself failed
@@ -697,7 +1047,7 @@ def _process_set_or_reject(
             con, sdtm_set, profile, roster, archive=archive, quarantine=quarantine,
             run_id=run_id, plausibility=plausibility,
         )  # fmt: skip
-    except LoadedSetNotStored:
+    except RecordedSetNotStored:
         raise
     except Exception as exc:  # noqa: BLE001 - an unforeseen failure is the whole set's rejection
         # The set's feeds load in one transaction (rolled back on error): nothing of it stays.
@@ -768,15 +1118,41 @@ def _set_storages(sdtm_set: SdtmSet, folder: Path, profile: Profile, snaps) -> l
 
 
 def _discard_temps(storages: list[_Storage]) -> None:
+    """Nothing of the set was recorded: remove its redacted copies, their records and the
+    folder they were written to."""
     for storage in storages:
-        if storage.temp is not None:
-            storage.temp.unlink(missing_ok=True)
+        _discard(storage)
+    for folder in {s.target.parent for s in storages}:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty: never a folder that holds a stored file
 
 
 def _finish_set(sdtm_set: SdtmSet, storages: list[_Storage]) -> None:
     for (_, entry), storage in zip(sdtm_set.members, storages, strict=True):
         if os.path.lexists(entry.path):
             _finish_storage(entry.path, storage)
+
+
+def _store_set(
+    con: duckdb.DuckDBPyConnection, sdtm_set: SdtmSet, storages: list[_Storage],
+    outcomes: list[Outcome],
+) -> list[Outcome]:  # fmt: skip
+    """The set's ledger rows are committed (PENDING): move its files, then mark every row DONE
+    (a kill in between is finished by the next batch, `recover_pending`)."""
+    crash_point("inbox_after_record")
+    try:
+        _finish_set(sdtm_set, storages)
+    except Exception as exc:  # noqa: BLE001 - recorded; only the move failed
+        raise RecordedSetNotStored(outcomes, exc) from exc
+    crash_point("inbox_after_move")
+    for outcome in outcomes:
+        warehouse.mark_file_done(con, outcome.delivery_id)
+    return outcomes
+
+
+def _not_kept(sdtm_set: SdtmSet, storages: list[_Storage]) -> list[str]:
+    """The domain files whose bytes are not kept (identifiers that could not be removed)."""
+    return [e.name for (_, e), s in zip(sdtm_set.members, storages, strict=True) if not s.keep]
 
 
 def process_sdtm_set(
@@ -834,6 +1210,7 @@ def process_sdtm_set(
             loads.append((delivery_id, result, gate_rows))
         for _, entry in sdtm_set.members:
             _check_unchanged(entry.path, snaps[entry.name])
+        crash_point("inbox_before_record")
         statuses = warehouse.load_accepted_together(
             con, loads, received_at=received_at, processed_at=processed_at,
             stored_path=str(folder),  # named in the ledger before the move
@@ -854,11 +1231,7 @@ def process_sdtm_set(
         )  # fmt: skip
         for (delivery_id, result, _), status in zip(loads, statuses, strict=True)
     ]
-    try:
-        _finish_set(sdtm_set, storages)
-    except Exception as exc:  # noqa: BLE001 - loaded; only the move failed
-        raise LoadedSetNotStored(outcomes, exc) from exc
-    return outcomes
+    return _store_set(con, sdtm_set, storages, outcomes)
 
 
 def _duplicate_set(
@@ -871,15 +1244,8 @@ def _duplicate_set(
     ids = [warehouse.next_delivery_id(con) for _ in feeds]
     folder = _stored_path(Path(sdtm_set.name), archive / profile.smo_id, ids[0])
     storages = _set_storages(sdtm_set, folder, profile, snaps)
-    try:
-        for _, entry in sdtm_set.members:
-            _check_unchanged(entry.path, snaps[entry.name])
-        _finish_set(sdtm_set, storages)
-    except BaseException:
-        _discard_temps(storages)
-        raise
     kept = all(s.keep for s in storages)
-    outcomes = []
+    records, outcomes = [], []
     for delivery_id, feed in zip(ids, feeds, strict=True):
         result = GateResult(
             path=sdtm_set.members[0][1].path.with_name(sdtm_set.name),
@@ -893,15 +1259,22 @@ def _duplicate_set(
         gate_rows = []
         for storage in storages:
             gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
-        warehouse.record(
-            con, delivery_id, result, status="DUPLICATE", received_at=received_at,
-            processed_at=processed_at, report_path=None,
-            stored_path=str(folder) if kept else None, duplicate_of=loaded[feed],
-            gate_rows=gate_rows,
-        )  # fmt: skip
+        records.append((delivery_id, result, gate_rows, {
+            "status": "DUPLICATE", "received_at": received_at, "processed_at": processed_at,
+            "report_path": None, "stored_path": str(folder) if kept else None,
+            "duplicate_of": loaded[feed],
+        }))  # fmt: skip
         outcomes.append(Outcome(delivery_id, profile.smo_id, feed, sdtm_set.name, "DUPLICATE",
                                 0, 0, folder if kept else None))  # fmt: skip
-    return outcomes
+    try:
+        for _, entry in sdtm_set.members:
+            _check_unchanged(entry.path, snaps[entry.name])
+        crash_point("inbox_before_record")
+        warehouse.record_together(con, records)  # all the set's rows, PENDING
+    except BaseException:
+        _discard_temps(storages)
+        raise
+    return _store_set(con, sdtm_set, storages, outcomes)
 
 
 def _set_delivery_date(sdtm_set: SdtmSet) -> dt.date | None:
@@ -966,28 +1339,34 @@ def _reject_set(
     not_kept = [s.note for s in storages if not s.keep]
     if not_kept:
         extra["not_kept"] = not_kept[0]
+        details["not_kept"] = _not_kept(sdtm_set, storages)  # removed, never moved, on recovery
+    # The folder holds something once the files are moved: a domain file still there and kept.
+    kept = folder if any(
+        s.keep and os.path.lexists(e.path)
+        for (_, e), s in zip(sdtm_set.members, storages, strict=True)
+    ) else None  # fmt: skip
     try:
         _, md_path = write_reports(result, folder, extra=extra)
-        _finish_set(sdtm_set, storages)
+        gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id,
+                                                 details={"sdtm_set": details})  # fmt: skip
+        for storage in storages:
+            gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
+        crash_point("inbox_before_record")
+        warehouse.record(
+            con, delivery_id, result, status="REJECTED",
+            received_at=max((s.received_at for s in snaps.values() if s), default=processed_at),
+            processed_at=processed_at, report_path=str(md_path),
+            stored_path=None if kept is None else str(kept), gate_rows=gate_rows,
+        )  # fmt: skip
     except BaseException:
         _discard_temps(storages)
         raise
-    gate_rows = warehouse.delivery_gate_rows(delivery_id, result, run_id,
-                                             details={"sdtm_set": details})  # fmt: skip
-    for storage in storages:
-        gate_rows += _redaction_gate_row(delivery_id, result, storage, run_id)
-    kept = folder if folder.exists() else None
-    warehouse.record(
-        con, delivery_id, result, status="REJECTED",
-        received_at=max((s.received_at for s in snaps.values() if s), default=processed_at),
-        processed_at=processed_at, report_path=str(md_path),
-        stored_path=None if kept is None else str(kept), gate_rows=gate_rows,
-    )  # fmt: skip
     first = result.problems[0] if result.problems else None
-    return Outcome(
+    outcome = Outcome(
         delivery_id, profile.smo_id, None, sdtm_set.name, "REJECTED", 0, result.error_count,
         kept, md_path, first.message if first else None,
     )  # fmt: skip
+    return _store_set(con, sdtm_set, storages, [outcome])[0]
 
 
 def _reject_unused_domain(

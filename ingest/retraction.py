@@ -6,6 +6,10 @@ The delivery becomes REJECTED exactly as if the gate had refused it: its rows le
 quarantine beside a report naming the failed checks, and ops.gate_results records why. The
 other SMOs' deliveries are untouched, so the refresh can rebuild and publish for them. The
 feeds of one SDTM delivery set were loaded together and are pulled together.
+
+Like every ledger change that moves a file, the rows are committed first with `file_state`
+PENDING and their new `stored_path`, then the file (or set folder) moves and the rows are marked
+DONE; a kill in between is finished by the next inbox batch (`ingest.inbox.recover_pending`).
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from pathlib import Path
 
 import duckdb
 
+from core.crash_points import crash_point
 from core.gate_results import record_gate_results
 from expectations.feeds import FEEDS
 from ingest.gate import GateResult, Problem
 from ingest.rejection_report import write_reports
-from ingest.warehouse import ALL_STUDIES
+from ingest.warehouse import ALL_STUDIES, ensure_schema, mark_file_done
 
 #: Rule id of a check that failed in the warehouse (dbt test or model) on a delivery's rows.
 WAREHOUSE_RULE = "warehouse.check_failed"
@@ -60,6 +65,7 @@ def pull_delivery(
     run_id: str | None = None,
 ) -> Pulled:
     """Reject one loaded delivery after the fact and make the SMO's previous snapshot current."""
+    ensure_schema(con)  # a warehouse older than the ledger's file_state column
     (smo_id, feed, study_id, studies, file_name, sha256, size, delivery_date, rows, profile,
      stored) = con.execute(
         """
@@ -105,7 +111,7 @@ def pull_delivery(
             """
             update ops.deliveries
             set status = 'REJECTED', error_count = ?, report_path = ?, stored_path = ?,
-                superseded_by = null
+                superseded_by = null, file_state = 'PENDING'
             where delivery_id = ?
             """,
             [len(checks), str(md_path), str(target), delivery_id],
@@ -117,7 +123,7 @@ def pull_delivery(
                 """
                 update ops.deliveries
                 set status = 'REJECTED', error_count = 0, report_path = ?, stored_path = ?,
-                    superseded_by = null
+                    superseded_by = null, file_state = 'PENDING'
                 where delivery_id = ?
                 """,
                 [str(md_path), str(target), sibling_id],
@@ -168,9 +174,12 @@ def pull_delivery(
     except BaseException:
         con.execute("rollback")
         raise
+    crash_point("pull_after_record")
     if stored_path is not None and stored_path.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(stored_path, target)
+        for done_id in (delivery_id, *(i for i, _ in siblings)):
+            mark_file_done(con, done_id)  # else the next batch marks it LOST
     return Pulled(delivery_id, smo_id, feed, file_name, md_path, tuple(restored), tuple(checks),
                   tuple(i for i, _ in siblings))  # fmt: skip
 

@@ -4,11 +4,16 @@ A delivery is a full snapshot of one feed for the studies it covers. Every accep
 rows are kept in `raw.<feed>` (history); `ops.current_deliveries` names, per (SMO, feed,
 study), the delivery whose rows are current: the one with the latest delivery date (ties go to
 the later arrival). Loading one delivery is one transaction, so a crash leaves nothing of it.
+
+A ledger row is also the intent to move its file: it is committed with `file_state` PENDING
+before the file is touched and marked DONE once the file is where `stored_path` says
+(`ingest.inbox.recover_pending` finishes or settles the rows a kill left PENDING).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import duckdb
 import polars as pl
@@ -49,7 +54,8 @@ create table if not exists ops.deliveries (
     stored_path     varchar,        -- where the file is kept (archive or quarantine)
     profile_version varchar not null,
     duplicate_of    bigint,
-    superseded_by   bigint
+    superseded_by   bigint,
+    file_state      varchar default 'DONE' -- PENDING (row committed, file not yet moved), DONE, LOST
 );
 create table if not exists ops.current_deliveries (
     smo_id        varchar not null,
@@ -74,6 +80,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists ops")
     con.execute("create sequence if not exists ops.delivery_id_seq start 1")
     con.execute(LEDGER_DDL)
+    # Added since warehouses were created: their rows were written after their file was moved.
+    con.execute(
+        "alter table ops.deliveries add column if not exists file_state varchar default 'DONE'"
+    )
     ensure_gate_results(con)
     for feed in FEEDS.values():
         con.execute(raw_table_ddl(feed))
@@ -222,6 +232,7 @@ def _ledger_row(
         result.profile_version,
         duplicate_of,
         None,
+        "PENDING",  # the file is moved after the row is committed, then marked DONE
     ]
 
 
@@ -233,12 +244,21 @@ def record(
     **kwargs,
 ) -> None:
     """Ledger row (and gate rows) for a delivery that loads no data (REJECTED or DUPLICATE), in
-    one transaction."""
-    row = _ledger_row(delivery_id, result, **kwargs)
+    one transaction, PENDING until its file is moved (`mark_file_done`)."""
+    record_together(con, [(delivery_id, result, gate_rows, kwargs)])
+
+
+def record_together(
+    con: duckdb.DuckDBPyConnection, records: list[tuple[int, GateResult, list[dict] | None, dict]]
+) -> None:
+    """Several such ledger rows (delivery id, result, gate rows, `record` keywords) in one
+    transaction: the per-feed DUPLICATE rows of one SDTM delivery set."""
     con.execute("begin transaction")
     try:
-        con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
-        record_gate_results(con, gate_rows or [])
+        for delivery_id, result, gate_rows, kwargs in records:
+            row = _ledger_row(delivery_id, result, **kwargs)
+            con.execute(f"insert into ops.deliveries values ({', '.join('?' * len(row))})", row)
+            record_gate_results(con, gate_rows or [])
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -256,7 +276,7 @@ def load_accepted(
     gate_rows: list[dict] | None = None,
 ) -> str:
     """Insert the rows, the ledger row, the gate's verdict and the new current pointers in one
-    transaction.
+    transaction (the ledger row PENDING until the file is moved: `mark_file_done`).
 
     Returns the delivery's status: ACCEPTED, or SUPERSEDED when a newer snapshot of every
     study it covers is already current (an old file arriving late is kept as history).
@@ -330,6 +350,73 @@ def _insert_accepted(
             [delivery_id],
         )
     return "ACCEPTED" if became_current else "SUPERSEDED"
+
+
+def mark_file_done(
+    con: duckdb.DuckDBPyConnection, delivery_id: int, *, sha256: str | None = None
+) -> None:
+    """The delivery's file is where its row says (or removed, when not kept). `sha256` sets the
+    hash of an entry hashed only once it was in quarantine."""
+    con.execute(
+        "update ops.deliveries set file_state = 'DONE', sha256 = coalesce(?, sha256) "
+        "where delivery_id = ?",
+        [sha256, delivery_id],
+    )
+
+
+def mark_file_lost(con: duckdb.DuckDBPyConnection, delivery_id: int) -> None:
+    """Neither the stored file nor the inbox original exists any more."""
+    con.execute(
+        "update ops.deliveries set file_state = 'LOST' where delivery_id = ?", [delivery_id]
+    )
+
+
+def pending_files(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """Deliveries whose file move a kill interrupted: (delivery_id, smo_id, file_name, sha256,
+    status, stored_path), oldest first."""
+    return con.execute(
+        """
+        select delivery_id, smo_id, file_name, sha256, status, stored_path
+        from ops.deliveries where file_state = 'PENDING' order by delivery_id
+        """
+    ).fetchall()
+
+
+def redaction_of(con: duckdb.DuckDBPyConnection, delivery_id: int) -> dict | None:
+    """What the delivery gate recorded about the delivery's redacted copy, if it has one."""
+    row = con.execute(
+        "select details from ops.gate_results "
+        "where delivery_id = ? and check_name = 'identifiers.stripped' limit 1",
+        [delivery_id],
+    ).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def redactions_of(con: duckdb.DuckDBPyConnection, delivery_id: int) -> list[dict]:
+    """Every redacted copy the gate recorded for the delivery (one per file of an SDTM set)."""
+    rows = con.execute(
+        "select details from ops.gate_results "
+        "where delivery_id = ? and check_name = 'identifiers.stripped'",
+        [delivery_id],
+    ).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def set_members(con: duckdb.DuckDBPyConnection, delivery_id: int) -> dict | None:
+    """The SDTM set a ledger row stands for (`files`: file, domain, sha256 of each domain file;
+    `not_kept`: files whose bytes are not kept), as its delivery gate recorded it; a duplicate's
+    from the set it repeats (same names, same bytes). None for a single file."""
+    row = con.execute(
+        """
+        select g.details from ops.gate_results g
+        where g.gate = 'delivery' and g.check_name = 'contract' and g.delivery_id = (
+            select coalesce(duplicate_of, delivery_id) from ops.deliveries where delivery_id = ?)
+        limit 1
+        """,
+        [delivery_id],
+    ).fetchone()
+    details = json.loads(row[0]) if row and row[0] else {}
+    return details.get("sdtm_set") if isinstance(details, dict) else None
 
 
 def _advance_current(

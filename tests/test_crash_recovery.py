@@ -9,6 +9,7 @@ itself at the named point (core/crash_points.py). The next run is an ordinary on
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +211,31 @@ def test_a_report_left_behind_by_a_kill_after_the_publish_is_regenerated(
     with dg.DagsterInstance.get() as instance:
         statuses = {run.run_id: run.status for run in instance.get_runs()}
     assert sorted(s.value for s in statuses.values()) == ["FAILURE", "SUCCESS"]
+
+
+def test_a_delivery_killed_between_its_ledger_row_and_its_move_is_settled_by_the_next_run(
+    refreshed_env: Path, persistent_home: Path
+):
+    data = refreshed_env / "data"
+    [archived] = (data / "archive" / "SMO-IBERIA").glob("*__IBERIA_personal_20261102.csv")
+    name = "IBERIA_personal_20261123.csv"  # the same staffing, delivered as a new week
+    delivered = data / "inbox" / "SMO-IBERIA" / name
+    shutil.copy(archived, delivered)
+
+    run_killed_refresh("inbox_after_record")  # the ledger row is committed, the file not moved
+    assert delivered.exists()
+
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
+        assert result.success
+        said = [e.message for e in instance.all_logs(result.run_id) if "recovered" in e.message]
+    with duckdb.connect(str(refreshed_env / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select delivery_id, status, stored_path, file_state from ops.deliveries "
+            "where file_name = ?",
+            [name],
+        ).fetchall()
+    [(delivery_id, status, stored, file_state)] = rows  # recorded once: no DUPLICATE
+    assert status in ("ACCEPTED", "REJECTED") and file_state == "DONE"
+    assert not delivered.exists() and Path(stored).read_bytes() == archived.read_bytes()
+    assert said and f"delivery {delivery_id} {status} SMO-IBERIA/{name}" in said[0]

@@ -50,7 +50,8 @@ def _specs() -> list[dg.AssetSpec]:
             kinds={"duckdb"},
             description="Delivery ledger: one row per file received (per canonical feed for "
             "an SDTM delivery set; ACCEPTED, REJECTED, DUPLICATE, SUPERSEDED), with hash, size, "
-            "dates, counts and report path.",
+            "dates, counts, report and stored path, and file_state (PENDING until the file is "
+            "moved, DONE, or LOST).",
         )
     )
     specs.append(
@@ -187,6 +188,8 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
             settle_seconds=settings.inbox_settle_seconds,
             run_id=context.run_id,
         )
+        for line in summary.recovered:  # a killed run's half-done deliveries, settled
+            context.log.warning(f"recovered {line}")
         for outcome in summary.outcomes:
             if outcome.status == "REJECTED":
                 context.log.warning(
@@ -230,6 +233,7 @@ def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
                     for status in ("ACCEPTED", "REJECTED", "DUPLICATE", "SUPERSEDED")
                 },
                 "left_in_inbox": len(summary.skipped),
+                "recovered_from_killed_runs": len(summary.recovered),
                 "seconds": round(elapsed, 2),
                 "last_accepted_per_smo": dg.MetadataValue.md(
                     markdown_table(("smo", "feed", "last accepted delivery", "deliveries"), last)

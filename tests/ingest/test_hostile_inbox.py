@@ -322,18 +322,28 @@ def test_escaped_names_are_printable_and_one_to_one(raw, shown):
     assert escaped_name(os.fsdecode(raw)) == shown
 
 
-def test_a_file_loaded_but_not_moved_is_a_duplicate_next_time(env, monkeypatch):
-    put(env, "SMO-IBERIA", "sites")
-    real_finish = inbox_module._finish_storage
+def test_a_file_loaded_but_not_moved_is_moved_by_the_next_run_not_duplicated(env, monkeypatch):
+    source = put(env, "SMO-IBERIA", "sites")
+    real_move = inbox_module.move_entry
     monkeypatch.setattr(
-        inbox_module, "_finish_storage", lambda *a: (_ for _ in ()).throw(OSError("disk full"))
+        inbox_module, "move_entry", lambda *a: (_ for _ in ()).throw(OSError("disk full"))
     )
     summary = run(env)
-    assert [o.status for o in summary.outcomes] == ["ACCEPTED"]
+    [loaded] = summary.outcomes
+    assert loaded.status == "ACCEPTED"
     [(where, why)] = summary.skipped
-    assert where.startswith("SMO-IBERIA/") and "disk full" in why and "duplicate" in why
-    monkeypatch.setattr(inbox_module, "_finish_storage", real_finish)
-    assert [o.status for o in run(env).outcomes] == ["DUPLICATE"]
+    assert where.startswith("SMO-IBERIA/") and "disk full" in why and "next run" in why
+    summary = run(env)  # still failing: left alone, not recorded again
+    assert summary.outcomes == [] and summary.recovered == []
+    [(where, why)] = summary.skipped
+    assert f"delivery {loaded.delivery_id} (ACCEPTED) is recorded" in why and "disk full" in why
+    monkeypatch.setattr(inbox_module, "move_entry", real_move)
+    summary = run(env)
+    assert summary.outcomes == [] and not source.exists() and loaded.stored_path.exists()
+    [line] = summary.recovered
+    assert f"delivery {loaded.delivery_id} ACCEPTED" in line and "moved to" in line
+    ledger = env["con"].execute("select status, file_state from ops.deliveries").fetchall()
+    assert ledger == [("ACCEPTED", "DONE")]
 
 
 def test_an_unreadable_profile_skips_that_smo_only(env):

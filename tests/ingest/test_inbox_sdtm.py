@@ -138,6 +138,8 @@ def test_the_same_set_again_is_a_duplicate_and_adds_no_rows(env):
     )
     assert duplicate_of == first
     assert not any(env["inbox"].iterdir())
+    states = env["con"].execute("select distinct file_state from ops.deliveries").fetchall()
+    assert states == [("DONE",)] and again.recovered == []  # nothing left for a recovery
 
 
 def test_a_set_with_one_failing_feed_is_rejected_whole_with_one_report(env):
@@ -153,6 +155,7 @@ def test_a_set_with_one_failing_feed_is_rejected_whole_with_one_report(env):
     assert counts(env["con"]) == (0, 0, 0)
     ledger = env["con"].execute("select status, feed, sha256 from ops.deliveries").fetchall()
     assert ledger == [("REJECTED", None, set_digest(env["pilot"]))]
+    assert env["con"].execute("select file_state from ops.deliveries").fetchall() == [("DONE",)]
     assert sorted(p.name for p in outcome.stored_path.iterdir()) == ["dm.xpt", "ds.xpt", "sv.xpt"]
     report = json.loads(outcome.report_path.with_suffix(".json").read_text())
     failures = [(f["file"], f["rule"], f["column"], f["value"]) for f in report["failures"]]
