@@ -1,5 +1,6 @@
 -- Site risk score per as-of week from the within-study flags: points of the site's flags
--- (red = the KRI's weight, amber = half) / the sum of all site KRI weights x 100.
+-- (red = the KRI's weight, amber = half) / the sum of all site KRI weights x 100 (NULL, never
+-- NaN, when every weight is 0).
 with flags as (
     select * from {{ ref('site_flags') }} where comparison_group = 'study'
 ),
@@ -21,7 +22,7 @@ select
         as red_kris,
     coalesce(string_agg(f.kri_id, ', ' order by f.kri_id) filter (where f.flag = 'amber'), '')
         as amber_kris,
-    round(sum(f.flag_points) / any_value(m.max_points) * 100, 1) as risk_score,
+    round(sum(f.flag_points) / nullif(any_value(m.max_points), 0) * 100, 1) as risk_score,
     case
         when count(*) filter (where f.flag = 'red') > 0 then 'red'
         when count(*) filter (where f.flag = 'amber') > 0 then 'amber'
