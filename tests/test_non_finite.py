@@ -85,3 +85,35 @@ def test_nan_planted_in_a_mart_fails_its_gate_and_the_previous_publish_stays(
     assert publish_defs.PUBLISHED_KEY not in materialized
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert len(check_finite(con, "marts.site_payments", ("site_id",))) == 2
+
+
+def test_the_preflight_blames_nan_on_the_smo_whose_delivery_brought_it(refreshed_env: Path):
+    """The same rule in SQL before the gate: a NaN in one SMO's rows of the latest week is
+    blamed on that SMO's current deliveries of the mart's feeds, naming the key."""
+    from orchestration.lib.dbt import load_manifest
+    from orchestration.lib.isolation import publish_preflight
+
+    warehouse = refreshed_env / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        smo, site = con.execute(
+            "select smo_id, site_id from marts.site_payments where as_of_date = "
+            "(select max(as_of_date) from marts.site_payments) order by all limit 1"
+        ).fetchone()
+        con.execute(
+            "update marts.site_payments set cost_per_randomized = 'nan'::double "
+            "where site_id = ? and as_of_date = (select max(as_of_date) from marts.site_payments)",
+            [site],
+        )
+        outcome = publish_preflight(con, load_manifest(), None, None)
+        owners = {d: (o, f) for d, o, f in con.execute(
+            "select delivery_id, smo_id, feed from ops.deliveries").fetchall()}  # fmt: skip
+    blamed = {
+        delivery: checks
+        for delivery, checks in outcome.culprits.items()
+        if any("publish finite" in c.check_name for c in checks)
+    }
+    assert {owners[d][0] for d in blamed} == {smo}
+    assert "payments" in {owners[d][1] for d in blamed}
+    [check] = [c for c in next(iter(blamed.values())) if "publish finite" in c.check_name]
+    assert check.check_name.endswith("site_payments.cost_per_randomized")
+    assert f"site_id={site}" in check.example and "nan" in check.example

@@ -242,3 +242,38 @@ def test_the_registry_step_warns_naming_the_study_and_succeeds(
         )
         (failures,) = con.execute("select failures::varchar from registry.fetches").fetchone()
     assert json.loads(failures)[0]["studies"] == [ids[3]]
+
+
+def test_a_refresh_with_one_failing_peer_search_publishes_every_mart(
+    project_env, data_dir, small_portfolio, dagster_instance
+):
+    """The issue's replay case end to end: a condition with parentheses whose peer search
+    answers an HTML page. The refresh succeeds, warns naming the study, and publishes; the
+    study without a cohort has no percentile, with the reason, and nothing is NaN."""
+    from orchestration.demo import refresh_job
+
+    ids = _ids(small_portfolio)
+    replay = data_dir / "registry"
+    _rename_condition(replay, _condition(replay, ids[3]), AUD)
+    (replay / "searches").mkdir(exist_ok=True)
+    for phase in ("PHASE2", "PHASE3"):
+        params = registry_store.peer_cohort_params(AUD, phase, start_within_years=10)
+        (replay / "searches" / f"aud_{phase}.json").write_text(
+            json.dumps({"request": {"params": params}, "pages": ["<html>oops</html>"]})
+        )
+    result = dg.execute_job(dg.reconstructable(refresh_job), instance=dagster_instance)
+    assert result.success
+    [current] = [c for c in result.get_asset_check_evaluations()
+                 if c.check_name == "registry_current"]  # fmt: skip
+    assert not current.passed and ids[3] in current.description
+    published = project_env / "publish" / "oversight.duckdb"
+    with duckdb.connect(str(published), read_only=True) as con:
+        (stale,) = con.execute("select registry_stale from meta").fetchone()
+        rows = con.execute(
+            "select nct_id, peer_studies, peer_percentile, peer_percentile_reason, "
+            "isnan(peer_percentile) from registry_benchmark where level = 'study' order by 1"
+        ).fetchall()
+    assert stale is False
+    assert [r[0] for r in rows] == ids
+    assert rows[3][1:] == (0, None, "too few peers (0)", None)
+    assert all(r[1] == 10 and r[2] is not None and r[4] is False for r in rows[:3])

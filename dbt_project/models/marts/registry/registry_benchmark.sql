@@ -80,7 +80,7 @@ benchmarked as (
         g.nct_id is not null as in_registry,
         coalesce(cs.peer_studies, 0) as peer_studies,
         coalesce(cs.peer_studies, 0) >= {{ var('peer_min_cohort') }}::integer
-            and r.enrollment_rate is not null and g.nct_id is not null as enough_peers,
+            and g.nct_id is not null as enough_peers,
         cs.peer_median_rate,
         cs.peer_p25_rate,
         cs.peer_p75_rate
@@ -102,17 +102,16 @@ select
     case when r.enough_peers then r.peer_median_rate end as peer_median_rate,
     case when r.enough_peers then r.peer_p25_rate end as peer_p25_rate,
     case when r.enough_peers then r.peer_p75_rate end as peer_p75_rate,
-    case when r.enough_peers then (
+    case when r.enough_peers and r.enrollment_rate is not null then (
         select count(*) filter (where c.peer_rate <= r.enrollment_rate)::double
             / nullif(count(*), 0) * 100
         from cohorts as c
         where c.portfolio_nct_id = r.nct_id
     ) end as peer_percentile,
     case
-        when r.enough_peers then null
         when r.nct_id is null then 'no NCT id on the site roster'
         when not r.in_registry then 'study not in the registry'
+        when not r.enough_peers then 'too few peers (' || r.peer_studies || ')'
         when r.enrollment_rate is null then 'no enrollment rate'
-        else 'too few peers (' || r.peer_studies || ')'
     end as peer_percentile_reason
 from benchmarked as r
