@@ -104,6 +104,11 @@ RULES: dict[str, Rule] = {
         Rule("value.currency_iso", "The currency is not an ISO 4217 code."),
         Rule("value.fte_range", "FTE must be between 0 and 1.5."),
         Rule("value.non_negative", "The value must not be negative."),
+        Rule(
+            "value.finite",
+            "A number must be finite: NaN and infinity (e.g. a number too long for a double) "
+            "are refused, never loaded.",
+        ),
         Rule("key.unique", "The row's key appears more than once in the file."),
         Rule("date.not_after_delivery", "A date lies after the delivery date."),
         # Plausibility (spec 2.1 + what the warehouse needs): a value that passes these cannot
@@ -394,6 +399,8 @@ def feed_schema(
             checks.append(_in_list("value.currency_iso", ISO_CURRENCIES))
         if col.name == "fte":
             checks.append(_expr_check("value.fte_range", lambda c: pl.col(c).is_between(0, 1.5)))
+        if col.dtype == "float":
+            checks.append(_expr_check("value.finite", lambda c: pl.col(c).is_finite()))
         if col.non_negative:
             checks.append(_expr_check("value.non_negative", lambda c: pl.col(c) >= 0))
         if col.dtype == "date" and delivery_date is not None and not col.may_be_future:

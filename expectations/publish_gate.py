@@ -8,7 +8,9 @@ Rules come from the dbt project, so they are declared once, next to each column'
   (shares 0-1, days and counts >= 0, ...); numeric columns without a possible range say so with
   `meta: {unbounded: why}`;
 - nothing silently disappears: every entity (the key without as_of_date) of the previous publish
-  must still be there, unless the mart's meta says `publish_entities_may_disappear`.
+  must still be there, unless the mart's meta says `publish_entities_may_disappear`;
+- finite: no NaN or +/-infinity in any floating-point column of any mart, in any week (spec 3.1).
+  One rule for every mart, run in SQL (`non_finite_sql`) because pandas reads NULL as NaN too.
 Freshness: each SMO's latest delivery is at most `max_days` older than the as-of date.
 
 Validation runs on pandas frames bounded to the latest as-of week. A result whose expectation
@@ -184,6 +186,78 @@ def _entity_series(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
 #: The finding that says whether anything published before has disappeared.
 ENTITIES_PRESENT = "expect_previously_published_entities_present"
 
+#: The finding that says no number is NaN or infinite (spec 3.1: never published).
+FINITE = "expect_column_values_to_be_finite"
+
+#: DuckDB types that can hold NaN and infinity (integers and decimals cannot).
+FLOATING_TYPES = frozenset({"FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"})
+
+
+def floating_columns(described: list[tuple]) -> list[str]:
+    """The NaN-capable columns of a relation, from its `describe` rows (name, type, ...)."""
+    return [row[0] for row in described if str(row[1]).upper() in FLOATING_TYPES]
+
+
+def non_finite_sql(
+    relation: str, columns: list[str], key: tuple[str, ...], carry: tuple[str, ...] = ()
+) -> str | None:
+    """One row per (row, column) holding NaN or +/-infinity: the `carry` expressions, then column,
+    value and the row's key as text (`as_of_date=2026-11-16, site_id=X1`). One scan for all
+    columns; None when the relation has no floating-point column."""
+    if not columns:
+        return None
+    cases = ", ".join(
+        f"case when not isfinite(\"{c}\") then {{'column': '{c}', 'value': \"{c}\"::varchar}} end"
+        for c in columns
+    )
+    named = ", ".join(f"'{k}=' || coalesce(\"{k}\"::varchar, 'null')" for k in key)
+    key_text = f"concat_ws(', ', {named})" if key else "null::varchar"
+    carried = "".join(f"{c}, " for c in carry)
+    return f"""
+        select {carried}v.column as column_name, v.value, row_key from (
+            select {carried}{key_text} as row_key,
+                   unnest(list_filter([{cases}], lambda x: x is not null)) as v
+            from {relation}
+        ) order by all
+    """
+
+
+def check_finite(con: Any, relation: str, key: tuple[str, ...]) -> list[Finding]:
+    """The finite rule on every row of `relation`, on a DuckDB connection."""
+    columns = floating_columns(
+        [(r[0], r[1]) for r in con.execute(f"describe {relation}").fetchall()]
+    )
+    sql = non_finite_sql(relation, columns, key)
+    return finite_findings(con.execute(sql).fetchall() if sql else [], columns)
+
+
+def finite_findings(rows: list[tuple[str, str, str]], columns: list[str]) -> list[Finding]:
+    """Findings of the finite rule from `non_finite_sql` rows (column, value, key): one failure
+    per column with non-finite values, naming keys; one success when there are none."""
+    by_column: dict[str, list[str]] = {}
+    for column, value, key in rows:
+        by_column.setdefault(column, []).append(f"{key}: {value}")
+    if not by_column:
+        return [
+            Finding(
+                expectation=FINITE,
+                column=None,
+                success=True,
+                observed=f"{len(columns)} floating-point column(s), no NaN or infinity",
+            )
+        ]
+    return [
+        Finding(
+            expectation=FINITE,
+            column=column,
+            success=False,
+            observed=f"{len(found)} NaN or infinite value(s)",
+            unexpected_count=len(found),
+            examples=found[:EXAMPLES],
+        )
+        for column, found in sorted(by_column.items())
+    ]
+
 
 @cache
 def _context():
@@ -247,9 +321,13 @@ def _plain(value: Any) -> Any:
 
 
 def validate_mart(
-    frame: pd.DataFrame, rules: MartRules, previous_entities: set[str] | None = None
+    frame: pd.DataFrame,
+    rules: MartRules,
+    previous_entities: set[str] | None = None,
+    non_finite: list[Finding] | None = None,
 ) -> Outcome:
-    """Validate one mart's latest week; `previous_entities` from the last publish, if any."""
+    """Validate one mart's latest week; `previous_entities` from the last publish, if any;
+    `non_finite`: the finite rule's findings over the whole mart (`finite_findings`)."""
     import great_expectations.expectations as gxe
 
     frame = latest_week(frame).reset_index(drop=True)
@@ -265,6 +343,7 @@ def validate_mart(
     findings = _validate(rules.mart, frame, expectations)
     if rules.entity and previous_entities:
         findings.append(_nothing_disappeared(frame, rules.entity, previous_entities))
+    findings.extend(non_finite or [])
     return Outcome(target=f"marts/{rules.mart}", rows=len(frame), findings=findings)
 
 

@@ -513,6 +513,14 @@ def payments_timeliness(p: PaymentsTimeliness) -> SectionHtml:
 # -- registry -----------------------------------------------------------------------------------
 
 
+def _percentile(b: dict) -> str:
+    """`P40 of 12 peers`, or why there is no percentile (`too few peers (3)`): never `Pnan`."""
+    value = b["peer_percentile"]
+    if value is not None and math.isfinite(value):
+        return f"P{value:.0f} of {b['peer_studies']} peers"
+    return str(b.get("peer_percentile_reason") or f"no percentile ({b['peer_studies']} peers)")
+
+
 def registry(r: Registry) -> SectionHtml:
     """The registry benchmark (chart and table) and the registry hygiene findings."""
     chart = _grid(
@@ -531,9 +539,7 @@ def registry(r: Registry) -> SectionHtml:
                             b["peer_median_rate"],
                             b["peer_p75_rate"],
                             b["enrollment_rate"],
-                            annotation=f"(P{b['peer_percentile']:.0f} of {b['peer_studies']} peers)"
-                            if b["peer_percentile"] is not None
-                            else "(no peers)",
+                            annotation=f"({_percentile(b)})",
                         )
                         for b in r.benchmark
                     ],
@@ -548,7 +554,7 @@ def registry(r: Registry) -> SectionHtml:
         [
             [b["study_id"], b["nct_id"] or "", _fmt(b["enrollment_rate"]), str(b["peer_studies"]),
              _fmt(b["peer_p25_rate"]), _fmt(b["peer_median_rate"]), _fmt(b["peer_p75_rate"]),
-             _fmt(b["peer_percentile"])]
+             _percentile(b)]
             for b in r.benchmark
         ],
         {2, 3, 4, 5, 6, 7},

@@ -5,10 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import duckdb
 import pandas as pd
 import pytest
 
-from expectations.publish_gate import MartRules, mart_rules, validate_freshness, validate_mart
+from expectations.publish_gate import (
+    MartRules,
+    check_finite,
+    mart_rules,
+    validate_freshness,
+    validate_mart,
+)
 from orchestration.lib.dbt import dbt_project
 
 NUMERIC = {"double", "integer", "bigint"}
@@ -127,3 +134,54 @@ def test_freshness_names_the_smo_that_stopped_delivering():
     outcome = validate_freshness(used, max_days=14)
     (failure,) = outcome.failures
     assert failure.examples == ["B: 21 days"]
+
+
+@pytest.fixture
+def planted() -> duckdb.DuckDBPyConnection:
+    """A mart with NaN and infinity planted in past and latest weeks; NULL is not a fault."""
+    con = duckdb.connect()
+    con.execute(
+        """
+        create table site_enrollment as select * from (values
+            (date '2026-11-09', 'S', 'T', 'OLD', 'nan'::double, 3, 1.5::decimal(6, 2)),
+            (date '2026-11-16', 'S', 'T', 'A', 0.1, 60, 2.0),
+            (date '2026-11-16', 'S', 'T', 'B', null, 45, null),
+            (date '2026-11-16', 'S', 'T', 'C', 0.2, 50, 1.0)
+        ) as t(as_of_date, smo_id, study_id, site_id, screen_failure_rate,
+               activation_cycle_days, fee)
+        """
+    )
+    con.execute("alter table site_enrollment add column cycle_ratio double")
+    con.execute("update site_enrollment set cycle_ratio = 'inf'::double where site_id = 'C'")
+    con.execute("update site_enrollment set cycle_ratio = '-inf'::double where site_id = 'A'")
+    yield con
+    con.close()
+
+
+def test_nan_and_infinity_fail_the_gate_naming_mart_column_and_key(planted):
+    keys = ("as_of_date", "smo_id", "study_id", "site_id")
+    finite = check_finite(planted, "site_enrollment", keys)
+    assert {f.column: f.unexpected_count for f in finite} == {
+        "cycle_ratio": 2,
+        "screen_failure_rate": 1,
+    }
+    nan = next(f for f in finite if f.column == "screen_failure_rate")
+    # a past week too: every published row, not only the latest week
+    assert nan.examples == ["as_of_date=2026-11-09, smo_id=S, study_id=T, site_id=OLD: nan"]
+    outcome = validate_mart(
+        planted.execute("select * from site_enrollment").df(), RULES, None, finite
+    )
+    assert not outcome.success and not outcome.validator_errors
+    summary = outcome.summary()
+    assert summary.startswith("marts/site_enrollment: the data failed")
+    assert "expect_column_values_to_be_finite on cycle_ratio" in summary
+    assert "site_id=C: inf" in summary and "site_id=A: -inf" in summary
+    rows = {r["check_name"] for r in outcome.gate_rows("run") if not r["success"]}
+    assert "expect_column_values_to_be_finite(cycle_ratio)" in rows
+
+
+def test_nulls_and_finite_numbers_pass_the_finite_rule(planted):
+    planted.execute("update site_enrollment set screen_failure_rate = null where site_id = 'OLD'")
+    planted.execute("update site_enrollment set cycle_ratio = 1e308 where cycle_ratio is not null")
+    (finding,) = check_finite(planted, "site_enrollment", ("site_id",))
+    assert finding.success and finding.observed.startswith("2 floating-point column(s)")

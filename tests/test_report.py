@@ -319,3 +319,25 @@ def test_a_missed_weekly_delivery_makes_the_feeds_stale_in_the_mart_check_and_re
     page = _parse((project_env / "publish" / REPORT_NAME).read_text(encoding="utf-8"))
     assert _number(page.metrics["stale_feeds"]) == len(feeds)
     assert {k for k, v in page.stale.items() if v} == {(silent, f) for f in feeds}
+
+
+def test_a_benchmark_without_enough_peers_shows_why_never_pnan():
+    from publishing.report_data import Registry
+    from publishing.report_html import registry
+
+    def row(study, peers, percentile, reason):
+        return {"study_id": study, "nct_id": f"NCT0000000{study[-1]}", "enrollment_rate": 1.2,
+                "peer_studies": peers, "peer_p25_rate": None, "peer_median_rate": None,
+                "peer_p75_rate": None, "peer_percentile": percentile,
+                "peer_percentile_reason": reason}  # fmt: skip
+
+    benchmark = [
+        row("S1", 3, None, "too few peers (3)"),
+        row("S2", 12, 41.7, None),
+        row("S3", 0, float("nan"), None),  # a publish from before the minimum cohort
+    ]
+    html = registry(Registry(benchmark=benchmark, hygiene=[])).html
+    assert "too few peers (3)" in html
+    assert "P42 of 12 peers" in html
+    assert "no percentile (0 peers)" in html
+    assert not re.search(r"\bnan\b|Pnan|None peers", html, re.IGNORECASE)

@@ -20,9 +20,12 @@ followed through their `nextPageToken`s exactly as the live client follows them.
 search is evaluated against the study records held in `studies/`, so any query of the supported
 subset works offline:
 
-- ``query.cond`` / ``query.term``: every word of the query (or of one ``OR`` alternative) occurs in
-  one field: conditions, keywords, condition MeSH terms, titles, nctId (``query.term`` adds
-  interventions). An approximation of the registry's Essie search, which also uses synonyms.
+- ``query.cond`` / ``query.term``: Essie text: words, "quoted phrases", parentheses, ``AND``,
+  ``OR``, ``NOT`` (adjacent terms are ANDed). Every word of one alternative occurs in one field
+  (conditions, keywords, condition MeSH terms, titles, nctId; ``query.term`` adds interventions)
+  and none of its NOT words in any. An approximation of the registry's Essie search, which also
+  uses synonyms; a text query it cannot evaluate (``AREA[...]`` inside it, an operator without a
+  term) matches nothing, with a logged warning, never an exception.
 - ``filter.overallStatus``, ``filter.ids``: comma-separated lists.
 - ``filter.advanced``: ``AREA[Name]VALUE`` and ``AREA[Name]RANGE[lo,hi]`` terms joined by `` AND ``
   (lo/hi are dates, MIN or MAX) over StudyType, LeadSponsorClass, LeadSponsorName, Phase,
@@ -362,20 +365,117 @@ def _term_texts(record: dict[str, Any]) -> list[str]:
     return [*_condition_texts(record), *_strings(names)]
 
 
+#: A conjunction of an Essie text query in disjunctive normal form: words that must all occur in
+#: one field, and words that must occur in none.
+_Conjunction = tuple[frozenset[str], frozenset[str]]
+_TRUE: list[_Conjunction] = [(frozenset(), frozenset())]
+#: More alternatives than this after expanding ORs: the query is answered as "no match".
+_MAX_ALTERNATIVES = 256
+_TOKEN = re.compile(r'"[^"]*"?|\(|\)|[^\s()"]+')
+
+
+class _Unanswerable(ValueError):
+    """A text query replay cannot evaluate (the registry might): answered as no match."""
+
+
+def _and(left: list[_Conjunction], right: list[_Conjunction]) -> list[_Conjunction]:
+    out = [(lp | rp, ln | rn) for lp, ln in left for rp, rn in right]
+    if len(out) > _MAX_ALTERNATIVES:
+        raise _Unanswerable(f"more than {_MAX_ALTERNATIVES} alternatives")
+    return out
+
+
+def _not(operand: list[_Conjunction]) -> list[_Conjunction]:
+    """De Morgan: NOT (C1 OR C2 ...) = NOT C1 AND NOT C2 ..., NOT (a b -c) = -a OR -b OR c."""
+    result = _TRUE
+    for positive, negative in operand:
+        negated = [(frozenset(), frozenset({w})) for w in positive]
+        negated += [(frozenset({w}), frozenset()) for w in negative]
+        if not negated:  # NOT of "always true": nothing matches
+            return []
+        result = _and(result, negated)
+    return result
+
+
+class _EssieText:
+    """Recursive descent over Essie's text syntax: words, "quoted phrases", ( ), AND, OR, NOT
+    (adjacent terms are ANDed), into disjunctive normal form."""
+
+    def __init__(self, query: str):
+        self.tokens = _TOKEN.findall(query)
+        self.at = 0
+
+    def parse(self) -> list[_Conjunction]:
+        result = self._or()
+        if self.at < len(self.tokens):
+            raise _Unanswerable(f"unexpected {self.tokens[self.at]!r}")
+        return result
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def _or(self) -> list[_Conjunction]:
+        result = self._and()
+        while self._peek() == "OR":
+            self.at += 1
+            result = result + self._and()
+            if len(result) > _MAX_ALTERNATIVES:
+                raise _Unanswerable(f"more than {_MAX_ALTERNATIVES} alternatives")
+        return result
+
+    def _and(self) -> list[_Conjunction]:
+        result = self._unary()
+        while self._peek() not in (None, ")", "OR"):
+            if self._peek() == "AND":
+                self.at += 1
+            result = _and(result, self._unary())
+        return result
+
+    def _unary(self) -> list[_Conjunction]:
+        token = self._peek()
+        if token is None or token in (")", "OR", "AND"):
+            raise _Unanswerable(f"a term is missing before {token or 'the end'}")
+        self.at += 1
+        if token == "NOT":
+            return _not(self._unary())
+        if token == "(":
+            inner = self._or()
+            if self._peek() != ")":
+                raise _Unanswerable("unbalanced parentheses")
+            self.at += 1
+            return inner
+        if token.startswith("AREA[") or token.startswith("RANGE["):
+            raise _Unanswerable(f"{token.split(']')[0]}] inside a text query")
+        words = _words(token.strip('"'))
+        return [(words, frozenset())] if words else _TRUE
+
+
 def _text_predicate(
     query: str, texts: Callable[[dict[str, Any]], list[str]], key: str
 ) -> Predicate:
-    if re.search(r"\b(AND|NOT)\b|[()\[\]]|AREA", query):
-        raise RegistryError(
-            f"replay supports plain words and OR in {key}, not {query!r}",
-            request=describe_request("GET", "/studies", {key: query}),
+    """Essie text (words, quoted phrases, parentheses, AND/OR/NOT) matched the way replay can:
+    each alternative's words all occur in one field (conditions, titles, ...; phrases are
+    treated as their words), its NOT words in none. A query replay cannot evaluate (operators
+    without terms, AREA[...] inside) matches nothing, with a warning: never an exception."""
+    try:
+        alternatives = _EssieText(query).parse()
+    except _Unanswerable as exc:
+        log.warning(
+            "%s: replay cannot evaluate %s=%r (%s); answering no match",
+            describe_request("GET", "/studies", {key: query}),
+            key,
+            query,
+            exc,
         )
-    alternatives = [_words(part.replace('"', " ")) for part in re.split(r"\bOR\b", query)]
-    alternatives = [words for words in alternatives if words]
+        return lambda record: False
 
     def match(record: dict[str, Any]) -> bool:
         field_words = [_words(text) for text in texts(record)]
-        return any(alt <= words for alt in alternatives for words in field_words)
+        return any(
+            any(positive <= words for words in field_words)
+            and not any(negative & words for words in field_words)
+            for positive, negative in alternatives
+        )
 
     return match
 

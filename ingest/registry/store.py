@@ -10,6 +10,12 @@ from the newest version of every record.
 rosters and configuration) and a peer cohort per (condition, phase) of the portfolio. Runs after
 the first are incremental: only records updated since the previous data timestamp are fetched,
 except ids never fetched before, which are fetched in full.
+
+Faults are isolated per study: a request that fails (its study lookup, its peer-cohort search)
+is recorded in `FetchSummary.failures` (which studies, which request, the error) and in
+`registry.fetches.failures`, the studies' previously stored records and cohorts stay in use, and
+the next run asks for them again in full. Only when every request fails is the fetch a failure
+(`RegistryError`: nothing stored, the snapshot goes stale).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +31,7 @@ import duckdb
 import polars as pl
 
 from core.catalog import table_exists
-from ingest.registry.client import RegistrySource
+from ingest.registry.client import RegistryError, RegistrySource
 from ingest.registry.flatten import flatten_studies
 from ingest.registry.queries import incremental_params, peer_cohort_params
 from ingest.warehouse import current_rows_sql
@@ -54,6 +60,7 @@ create table if not exists registry.fetches (
     requests            integer not null,
     retries             integer not null
 );
+alter table registry.fetches add column if not exists failures json;
 create table if not exists registry.fetch_failures (
     failed_at   timestamp not null,
     source      varchar not null,
@@ -75,6 +82,27 @@ class FetchSummary:
     records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (role, record)
     peer_searches: int = 0
     count_mismatches: list[str] = field(default_factory=list)
+    #: requests that failed: {"studies": [nct ids], "what", "request", "error", "cohort"}
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    requests_answered: int = 0
+
+    def fail(self, studies, what: str, exc: RegistryError, cohort=None) -> None:
+        self.failures.append(
+            {
+                "studies": sorted(studies),
+                "what": what,
+                "request": exc.request,
+                "error": exc.problem,
+                "cohort": list(cohort) if cohort else None,
+            }
+        )
+
+    def describe_failures(self) -> str:
+        return "; ".join(
+            f"{', '.join(f['studies']) or 'no study'}: {f['what']} failed "
+            f"({f['request'] or 'no request'}: {f['error']})"
+            for f in self.failures
+        )
 
 
 def _nct_id(record: dict[str, Any]) -> str | None:
@@ -127,6 +155,14 @@ def previous_data_timestamp(con: duckdb.DuckDBPyConnection) -> str | None:
     return row[0]
 
 
+def previous_failures(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The failed requests of the last stored fetch: asked again, in full, by the next one."""
+    row = con.execute(
+        "select failures::varchar from registry.fetches order by fetched_at desc limit 1"
+    ).fetchone()
+    return json.loads(row[0]) if row and row[0] else []
+
+
 _LATEST = """
     select nct_id, role, record::varchar from registry.raw_studies
     qualify row_number() over (
@@ -159,52 +195,98 @@ def fetch_registry(
     peer_start_within_years: int,
     peer_cohort_max: int,
     today: dt.date | None = None,
+    retry: Sequence[dict[str, Any]] = (),
 ) -> FetchSummary:
-    """Ask the registry for the portfolio's studies and their peer cohorts (see module doc)."""
+    """Ask the registry for the portfolio's studies and their peer cohorts (see module doc).
+
+    `retry`: the previous fetch's failures; their studies and cohorts are fetched in full."""
     stamp = source.data_timestamp()  # read first: updates during the fetch are caught next time
     summary = FetchSummary(
         data_timestamp=stamp, since=since, portfolio_ids=sorted(set(portfolio_ids))
     )
-    new_ids = [i for i in summary.portfolio_ids if i not in stored or since is None]
+    retry_ids = {i for f in retry if not f.get("cohort") for i in f.get("studies") or []}
+    retry_cohorts = {tuple(f["cohort"]) for f in retry if f.get("cohort")}
+    new_ids = [
+        i for i in summary.portfolio_ids if i not in stored or since is None or i in retry_ids
+    ]
     old_ids = [i for i in summary.portfolio_ids if i not in new_ids]
     own: dict[str, dict[str, Any]] = {}
     if new_ids:
-        fetched = source.get_studies(new_ids)
-        summary.missing_ids = list(fetched.missing_ids)
-        own.update({_nct_id(r): r for r in fetched.studies})
+        try:
+            fetched = source.get_studies(new_ids)
+            summary.requests_answered += 1
+            summary.missing_ids = list(fetched.missing_ids)
+            own.update({_nct_id(r): r for r in fetched.studies})
+        except RegistryError as exc:
+            if len(new_ids) == 1:
+                summary.fail(new_ids, "study lookup", exc)
+            else:  # one bad record or batch must not cost the others: ask one by one
+                _fetch_one_by_one(source, new_ids, own, summary)
     if old_ids:
         params = incremental_params({"filter.ids": ",".join(old_ids)}, since)
-        own.update({_nct_id(r): r for r in source.search_studies(params).studies})
+        try:
+            own.update({_nct_id(r): r for r in source.search_studies(params).studies})
+            summary.requests_answered += 1
+        except RegistryError as exc:
+            summary.fail(old_ids, "update check of the portfolio's studies", exc)
     summary.records += [("portfolio", r) for r in own.values()]
 
     current = {i: stored[i] for i in summary.portfolio_ids if i in stored} | own
-    for condition, phase in _cohorts(current.values()):
+    for (condition, phase), studies in _cohorts(current).items():
         params = peer_cohort_params(
             condition, phase, start_within_years=peer_start_within_years, today=today
         )
-        result = source.search_studies(
-            incremental_params(params, since), max_studies=peer_cohort_max
-        )
+        full = since is None or (condition, phase) in retry_cohorts
         summary.peer_searches += 1
+        try:
+            result = source.search_studies(
+                params if full else incremental_params(params, since),
+                max_studies=peer_cohort_max,
+            )
+        except RegistryError as exc:
+            summary.fail(studies, f"peer-cohort search {condition} / {phase}", exc,
+                         (condition, phase))  # fmt: skip
+            continue
+        summary.requests_answered += 1
         if result.count_mismatch:
             summary.count_mismatches.append(f"{condition} / {phase}: {result.count_mismatch}")
         summary.records += [
             ("peer", r) for r in result.studies if _nct_id(r) not in set(summary.portfolio_ids)
         ]
+    if summary.failures and not summary.requests_answered:
+        raise RegistryError(f"every registry request failed: {summary.describe_failures()}")
     return summary
 
 
-def _cohorts(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(first condition, last phase) of each portfolio study."""
-    pairs = set()
-    for record in records:
+def _fetch_one_by_one(
+    source: RegistrySource,
+    nct_ids: Sequence[str],
+    own: dict[str, dict[str, Any]],
+    summary: FetchSummary,
+) -> None:
+    for nct_id in nct_ids:
+        try:
+            own[nct_id] = source.get_study(nct_id)
+            summary.requests_answered += 1
+        except RegistryError as exc:
+            if exc.status == 404:
+                summary.requests_answered += 1
+                summary.missing_ids.append(nct_id)
+            else:
+                summary.fail([nct_id], "study lookup", exc)
+
+
+def _cohorts(records: dict[str, dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(first condition, last phase) of each portfolio study -> the studies that share it."""
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for nct_id, record in sorted(records.items()):
         protocol = record.get("protocolSection") or {}
         conditions = (protocol.get("conditionsModule") or {}).get("conditions") or []
         phases = (protocol.get("designModule") or {}).get("phases") or []
         phases = [p for p in phases if p.startswith("PHASE")]
         if conditions and phases:
-            pairs.add((conditions[0], phases[-1]))
-    return sorted(pairs)
+            pairs.setdefault((conditions[0], phases[-1]), []).append(nct_id)
+    return dict(sorted(pairs.items()))
 
 
 def store(
@@ -253,9 +335,12 @@ def store(
             con.execute("select count(*) from registry.raw_studies").fetchone()[0] - before
         )
         con.execute(
-            "insert into registry.fetches values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "insert into registry.fetches (fetched_at, data_timestamp, since, source, "
+            "portfolio_requested, records_received, new_versions, requests, retries, failures) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [fetched_at, summary.data_timestamp, summary.since, source_name,
-             len(summary.portfolio_ids), len(rows), new_versions, requests, retries],
+             len(summary.portfolio_ids), len(rows), new_versions, requests, retries,
+             json.dumps(summary.failures) if summary.failures else None],
         )  # fmt: skip
         con.execute("commit")
     except BaseException:

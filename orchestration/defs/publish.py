@@ -18,6 +18,7 @@ from core.settings import PROJECT_ROOT, load_settings
 from core.tables import markdown_table
 from expectations.publish_gate import (
     Outcome,
+    check_finite,
     entities,
     mart_rules,
     validate_freshness,
@@ -65,7 +66,8 @@ def _gate_check(mart: str) -> dg.AssetChecksDefinition:
         blocking=True,
         pool=WAREHOUSE_WRITER_POOL,
         description=f"great-expectations on {mart}'s latest week: keys unique and not null, "
-        "values within their possible ranges, nothing published before has disappeared.",
+        "values within their possible ranges, nothing published before has disappeared; and "
+        "no NaN or infinity in any week.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
         crash_point("publish_gate")
@@ -73,7 +75,8 @@ def _gate_check(mart: str) -> dg.AssetChecksDefinition:
         previous_entities = entities(previous, rules.entity) if previous is not None else None
         with warehouse.connect() as con:
             frame = con.execute(f"select * from marts.{mart}").df()
-            outcome = validate_mart(frame, rules, previous_entities)
+            finite = check_finite(con, f"marts.{mart}", rules.keys)
+            outcome = validate_mart(frame, rules, previous_entities, finite)
             record_gate_results(con, outcome.gate_rows(context.run.run_id))
         return _check_result(outcome, MART_KEYS[mart], "publish_gate")
 

@@ -6,7 +6,10 @@ request per second, the whole fetch bounded by `SMO_REGISTRY_BUDGET_SECONDS`. A 
 fails (unreachable, over budget, an unreadable response, the `/version` call included) never
 blocks the SMO marts: nothing of that fetch is stored, the step succeeds with the previous
 snapshot, the `registry_current` check warns with the error, and the publish marks the registry
-data stale (`meta.registry_stale`, the report) until a fetch succeeds again.
+data stale (`meta.registry_stale`, the report) until a fetch succeeds again. One failing study
+lookup or peer-cohort search fails alone: it is recorded (`registry.fetches.failures`: studies,
+request, error), `registry_current` warns naming the study, that study's previous records and
+cohort stay in use, everything else is stored, and the next run asks for it again in full.
 """
 
 import dagster as dg
@@ -81,8 +84,9 @@ def _flat_results(counts: dict[str, int]):
         dg.AssetCheckSpec(
             CURRENT_CHECK,
             asset=RAW_STUDIES_KEY,
-            description="The registry answered this run (WARN: when it did not, the marts are "
-            "built and published with the previous snapshot, marked stale).",
+            description="The registry answered every request of this run (WARN: when it did "
+            "not, the marts are built and published with the previous snapshot, marked stale; "
+            "when one study's request failed, that study's previous records stay in use).",
         )
     ],
     pool=WAREHOUSE_WRITER_POOL,
@@ -102,9 +106,10 @@ def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
             for nct_id, (role, record) in registry_store.latest_records(con).items()
             if role == "portfolio"
         }
+        retry = registry_store.previous_failures(con) if since is not None else []
         try:
             stamp = None
-            if since is not None and set(portfolio_ids) <= set(stored):
+            if since is not None and set(portfolio_ids) <= set(stored) and not retry:
                 stamp = source.data_timestamp()
             if stamp is None or stamp != since:
                 summary = registry_store.fetch_registry(
@@ -114,6 +119,7 @@ def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
                     stored=stored,
                     peer_start_within_years=settings.peer_start_within_years,
                     peer_cohort_max=settings.peer_cohort_max,
+                    retry=retry,
                 )
         except RegistryError as exc:
             # The client already retried within its budget; nothing of this fetch is stored.
@@ -159,6 +165,14 @@ def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
         context.log.warning(f"registry count mismatch: {problem}")
     if summary.missing_ids:
         context.log.warning(f"not in the registry: {', '.join(summary.missing_ids)}")
+    partial = None
+    if summary.failures:
+        partial = (
+            f"{len(summary.failures)} registry request(s) failed; the previous records and peer "
+            f"cohorts of these studies stay in use and are asked again next run: "
+            f"{summary.describe_failures()}"
+        )
+        context.log.warning(partial)
     yield dg.MaterializeResult(
         asset_key=RAW_STUDIES_KEY,
         metadata={
@@ -172,7 +186,8 @@ def registry_studies(context: dg.AssetExecutionContext, warehouse: DuckDBWarehou
             "new_record_versions": new_versions,
             "requests": stats.requests,
             "retries": stats.retries,
+            "failed_requests": len(summary.failures),
         },
     )
     yield from _flat_results(counts)
-    yield _current(True, f"registry data as of {summary.data_timestamp}")
+    yield _current(partial is None, partial or f"registry data as of {summary.data_timestamp}")

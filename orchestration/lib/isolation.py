@@ -192,10 +192,11 @@ def publish_preflight(
 ) -> Attribution:
     """The publish gate's data rules that one SMO's rows can break, run in SQL right after a
     passing build, so their failures can be blamed and pulled before the great-expectations
-    gate would block every SMO's publish: values outside a column's declared range, and
-    entities of the last publish that are gone. (Keys and not-null are dbt tests and contracts
+    gate would block every SMO's publish: values outside a column's declared range, NaN or
+    infinity (the same SQL as the gate's finite rule), and entities of the last publish that are
+    gone. (Keys and not-null are dbt tests and contracts
     already.) What cannot be blamed is left to the publish gate, which still blocks."""
-    from expectations.publish_gate import mart_rules
+    from expectations.publish_gate import floating_columns, mart_rules, non_finite_sql
 
     ledger = _candidates(con, since)
     outcome = Attribution()
@@ -251,6 +252,13 @@ def publish_preflight(
                     low, high = rules.ranges[column]
                     rule = f"publish range {low}..{high}"
                     _add(outcome, ledger, rows, feeds, rule, mart, column)
+            floating = floating_columns(con.execute(f"describe {relation}").fetchall())
+            sql = non_finite_sql(latest, floating, rules.keys, carry=("smo_id", study))
+            non_finite: dict[str, list[tuple]] = {}
+            for smo, study_id, column, value, key in con.execute(sql).fetchall() if sql else []:
+                non_finite.setdefault(column, []).append((smo, study_id, f"{key}: {value}"))
+            for column, rows in sorted(non_finite.items()):
+                _add(outcome, ledger, rows, feeds, "publish finite (NaN/infinity)", mart, column)
             if attached and rules.entity and set(rules.entity) <= columns:
                 previous_columns = {
                     c

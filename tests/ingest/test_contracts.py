@@ -81,6 +81,8 @@ CASES = [
     ("deviations", {"site_id": "X9"}, "roster.site_known"),
     ("payments", {"amount": -5.0}, "amount.non_negative"),
     ("payments", {"holdback_amount": -1.0}, "value.non_negative"),
+    ("payments", {"amount": float("inf")}, "value.finite"),
+    ("payments", {"holdback_amount": float("nan")}, "value.finite"),
     ("payments", {"paid_date": D(2025, 4, 30)}, "order.trigger_le_paid"),
     ("payments", {"currency": "EURO"}, "value.currency_iso"),
     ("payments", {"item_type": "BONUS"}, "value.enum"),
@@ -94,6 +96,11 @@ CASES = [
 @pytest.mark.parametrize(("feed", "change", "rule"), CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
 def test_each_rule_rejects_what_it_forbids(feed, change, rule):
     assert failed_rules(frame(feed, **change), feed) == {rule}
+
+
+def test_nan_in_a_required_number_is_refused_as_not_finite():
+    """pandera counts NaN as missing too; the report must still say what the value was."""
+    assert "value.finite" in failed_rules(frame("payments", amount=float("nan")), "payments")
 
 
 def test_credit_note_may_be_negative():

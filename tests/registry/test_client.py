@@ -656,12 +656,20 @@ def test_replay_incremental_run_returns_only_updates(no_http, replay_dir, export
         ({"query.locn": "Boston"}, "cannot answer parameter 'query.locn'"),
         ({"filter.advanced": "AREA[EnrollmentCount]RANGE[10,MAX]"}, "does not know AREA"),
         ({"filter.advanced": "AREA[Phase]PHASE2 OR AREA[Phase]PHASE3"}, "joined by AND"),
-        ({"query.cond": "cancer AND lung"}, "plain words and OR"),
     ],
 )
 def test_replay_refuses_what_it_cannot_answer(no_http, replay_dir, params, problem):
     with pytest.raises(RegistryError, match=problem):
         ReplaySource(replay_dir).search_studies(params)
+
+
+def test_replay_answers_essie_text_operators(no_http, replay_dir):
+    """Condition text is what the API accepts (AND, OR, NOT, parentheses): answered, not
+    refused (tests/registry/test_faults.py covers the cases in detail)."""
+    source = ReplaySource(replay_dir)
+    both = source.search_studies({"query.cond": "cancer AND lung"}).nct_ids
+    assert both == source.search_studies({"query.cond": "(cancer) lung"}).nct_ids
+    assert set(both) <= set(source.search_studies({"query.cond": "lung"}).nct_ids)
 
 
 def test_the_whole_fetch_stops_at_the_registry_budget(httpserver, clock):

@@ -1,6 +1,7 @@
 {{ config(materialized='table') }}
 -- Payment lines as of each week, converted to the reporting currency with the FX rate valid on
 -- the line's earning date (the trigger; invoice or delivery date when the SMO gives none).
+-- A zero reporting-currency rate in the seed gives NULL amounts, never infinity.
 with lines as (
     {{ snapshot_as_of('payments') }}
 ),
@@ -16,8 +17,9 @@ dated as (
 select
     d.* exclude (fx_date),
     '{{ var("reporting_currency") }}' as reporting_currency,
-    d.amount * fx.eur_per_unit / rep.eur_per_unit as amount_reporting,
-    coalesce(d.holdback_amount, 0) * fx.eur_per_unit / rep.eur_per_unit as holdback_reporting,
+    d.amount * fx.eur_per_unit / nullif(rep.eur_per_unit, 0) as amount_reporting,
+    coalesce(d.holdback_amount, 0) * fx.eur_per_unit / nullif(rep.eur_per_unit, 0)
+        as holdback_reporting,
     fx.valid_from as fx_rate_date
 from dated as d
 asof left join rates as fx

@@ -1,7 +1,8 @@
 -- Site risk score per as-of week from the within-study flags: points of the site's flags
 -- (red = the KRI's weight, amber = half) / the sum of the weights of the site KRIs that had data
 -- x 100. A KRI without data (flag no_data) adds nothing, to the points or the maximum;
--- kris_with_data says how many KRIs the score was computed from.
+-- kris_with_data says how many KRIs the score was computed from (NULL, never NaN, when
+-- no KRI had data or every weight is 0).
 with flags as (
     select * from {{ ref('site_flags') }} where comparison_group = 'study'
 )

@@ -2,6 +2,10 @@
 -- registry peer cohort: completed studies sharing the study's first condition and its last
 -- phase, whose rate is ACTUAL enrollment / locations / months from ACTUAL start to ACTUAL primary
 -- completion (an understatement of the recruitment-period rate, spec 3).
+-- A percentile needs at least var('peer_min_cohort') peers (SMO_PEER_MIN_COHORT, default 5):
+-- below it the percentile and the peer rate statistics are NULL and peer_percentile_reason says
+-- why (`too few peers (n)`, no NCT id, study not in the registry, no enrollment rate); the peer
+-- count is always given.
 with portfolio as (
     select
         s.nct_id,
@@ -63,6 +67,27 @@ rates as (
     select 'site', r.as_of_date, r.study_id, r.smo_id, r.site_id, r.value
     from {{ ref('int_site_week__kpi_inputs') }} as r
     where r.kpi_id = 'enrollment_rate' and r.value is not null and {{ latest_week('r.as_of_date') }}
+),
+
+registered as (
+    select distinct nct_id from {{ ref('stg_ctgov__studies') }} where role = 'portfolio'
+),
+
+benchmarked as (
+    select
+        r.*,
+        n.nct_id,
+        g.nct_id is not null as in_registry,
+        coalesce(cs.peer_studies, 0) as peer_studies,
+        coalesce(cs.peer_studies, 0) >= {{ var('peer_min_cohort') }}::integer
+            and g.nct_id is not null as enough_peers,
+        cs.peer_median_rate,
+        cs.peer_p25_rate,
+        cs.peer_p75_rate
+    from rates as r
+    left join study_nct as n using (study_id)
+    left join registered as g on g.nct_id = n.nct_id
+    left join cohort_stats as cs on cs.portfolio_nct_id = n.nct_id
 )
 
 select
@@ -71,17 +96,22 @@ select
     r.study_id,
     r.smo_id,
     r.site_id,
-    n.nct_id,
+    r.nct_id,
     r.enrollment_rate,
-    cs.peer_studies,
-    cs.peer_median_rate,
-    cs.peer_p25_rate,
-    cs.peer_p75_rate,
-    (
-        select count(*) filter (where c.peer_rate <= r.enrollment_rate)::double / count(*) * 100
+    r.peer_studies,
+    case when r.enough_peers then r.peer_median_rate end as peer_median_rate,
+    case when r.enough_peers then r.peer_p25_rate end as peer_p25_rate,
+    case when r.enough_peers then r.peer_p75_rate end as peer_p75_rate,
+    case when r.enough_peers and r.enrollment_rate is not null then (
+        select count(*) filter (where c.peer_rate <= r.enrollment_rate)::double
+            / nullif(count(*), 0) * 100
         from cohorts as c
-        where c.portfolio_nct_id = n.nct_id
-    ) as peer_percentile
-from rates as r
-left join study_nct as n using (study_id)
-left join cohort_stats as cs on cs.portfolio_nct_id = n.nct_id
+        where c.portfolio_nct_id = r.nct_id
+    ) end as peer_percentile,
+    case
+        when r.nct_id is null then 'no NCT id on the site roster'
+        when not r.in_registry then 'study not in the registry'
+        when not r.enough_peers then 'too few peers (' || r.peer_studies || ')'
+        when r.enrollment_rate is null then 'no enrollment rate'
+    end as peer_percentile_reason
+from benchmarked as r

@@ -1,4 +1,6 @@
 -- Where the registry and the SMO rosters disagree, one row per finding:
+--   study_missing_from_registry: a roster NCT id with no registry record (one finding for the
+--     study; its sites are then not each reported missing);
 --   site_missing_from_registry: an active roster site (ACTIVATED or ENROLLING) with no location of
 --     its study's record matching on normalised facility (Jaro-Winkler >= 0.9), city (>= 0.85,
 --     when both are given) and country;
@@ -26,6 +28,22 @@ locations as (
     left join {{ ref('country_names') }} as c on c.registry_country_name = l.country
 ),
 
+registered as (
+    select distinct nct_id from {{ ref('stg_ctgov__studies') }} where role = 'portfolio'
+),
+
+missing_studies as (
+    select
+        r.nct_id, min(r.study_id) as study_id, null::varchar as smo_id, null::varchar as site_id,
+        'study_missing_from_registry' as finding,
+        count(*) || ' roster site(s) of ' || string_agg(distinct r.smo_id, ', ' order by r.smo_id)
+            as roster_value,
+        'no registry record for ' || r.nct_id as registry_value
+    from roster as r
+    where r.nct_id is not null and r.nct_id not in (select nct_id from registered)
+    group by r.nct_id
+),
+
 missing as (
     select
         r.nct_id, r.study_id, r.smo_id, r.site_id,
@@ -34,7 +52,7 @@ missing as (
         null::varchar as registry_value
     from roster as r
     where r.status in ('ACTIVATED', 'ENROLLING')
-        and r.nct_id is not null
+        and r.nct_id in (select nct_id from registered)
         and not exists (
             select 1 from locations as l
             where l.nct_id = r.nct_id
@@ -89,4 +107,8 @@ study_findings as (
 )
 
 select as_of.as_of_date, f.*
-from (select * from missing union all select * from study_findings) as f, as_of
+from (
+    select * from missing_studies
+    union all select * from missing
+    union all select * from study_findings
+) as f, as_of
