@@ -17,8 +17,8 @@ with rolled as (
         site_id,
         country,
         kpi_id,
-        sum(numerator) as numerator,
-        sum(denominator) as denominator,
+        {{ exact_sum('numerator') }} as numerator,
+        {{ exact_sum('denominator') }} as denominator,
         any_value(multiplier) as multiplier,
         count(*) filter (where denominator > 0) as sites_contributing
     from {{ ref('int_site_week__kpi_inputs') }}

@@ -21,13 +21,13 @@ select
         as red_kris,
     coalesce(string_agg(f.kri_id, ', ' order by f.kri_id) filter (where f.flag = 'amber'), '')
         as amber_kris,
-    round(sum(f.flag_points) / any_value(m.max_points) * 100, 1) as risk_score,
+    round({{ exact_sum('f.flag_points') }} / any_value(m.max_points) * 100, 1) as risk_score,
     case
         when count(*) filter (where f.flag = 'red') > 0 then 'red'
         when count(*) filter (where f.flag = 'amber') > 0 then 'amber'
         else 'green'
     end as risk_level,
-    string_agg(distinct f.kri_version, ', ') as kri_versions
+    string_agg(distinct f.kri_version, ', ' order by f.kri_version) as kri_versions
 from flags as f
 cross join max_points as m
 group by f.as_of_date, f.smo_id, f.study_id, f.site_id

@@ -7,7 +7,7 @@ with reasons as (
             rule || coalesce(' on ' || column_name, '')
             || coalesce(' (' || failing_rows || case when failing_rows = 1 then ' row' else ' rows' end, ' (')
             || coalesce(', first at row ' || first_row || ': ' || first_value, '') || ')',
-            '; ' order by rule, column_name
+            '; ' order by rule, column_name, first_row, first_value, failing_rows
         ) as rejection_reasons
     from {{ ref('stg_ops__delivery_rejections') }}
     group by delivery_id
