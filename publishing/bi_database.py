@@ -8,7 +8,8 @@ a mix, and a reader that already has the old file open keeps reading it. A publi
 point leaves the previous file in place; its leftovers (dot-files ending .tmp) are removed by the
 next publish. `history/` keeps hard links to the last N published files. Parquet: one file per
 mart in `parquet/<mart>/<mart>.parquet`, each replaced atomically (the set of files is consistent
-only per file; the DuckDB file is the consistent snapshot).
+only per file; the DuckDB file is the consistent snapshot). Rows are written in a fixed order
+(sorted on all columns), so a mart rebuilt from the same deliveries gives the same Parquet bytes.
 """
 
 from __future__ import annotations
@@ -152,7 +153,9 @@ def _fsync(path: Path) -> None:
 
 
 def _copy_table(con: duckdb.DuckDBPyConnection, source: str, table: str) -> None:
-    con.execute(f'create table bi_new.main."{table}" as from {source}')
+    """Rows sorted on every column, so the same mart always gives the same file bytes (a
+    query's row order depends on how DuckDB's threads split it)."""
+    con.execute(f'create table bi_new.main."{table}" as from {source} order by all')
 
 
 def publish(
