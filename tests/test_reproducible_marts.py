@@ -61,11 +61,17 @@ def shuffle_sources(warehouse: Path) -> list[str]:
 
 
 def parquet_hashes(publish_dir: Path) -> dict[str, str]:
-    return {
-        path.parent.name: hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted((publish_dir / "parquet").glob("*/*.parquet"))
-        if path.parent.name != META_TABLE
+    """SHA-256 per published Parquet mart (the current set where sets exist)."""
+    root = publish_dir / "parquet"
+    current = root / "current"
+    files = sorted(current.glob("*.parquet") if current.exists() else root.glob("*/*.parquet"))
+    hashes = {
+        path.stem: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in files
+        if path.stem != META_TABLE
     }
+    assert len(hashes) == len(files) - 1 and "enrollment_forecast" in hashes
+    return hashes
 
 
 def test_marts_rebuilt_from_shuffled_rows_are_identical(refreshed_env: Path, dagster_instance):
