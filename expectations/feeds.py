@@ -338,6 +338,10 @@ class Column:
     may_be_future: bool = False
     #: Counts, targets and amounts that cannot be negative (value.non_negative).
     non_negative: bool = False
+    #: Free text an SMO types about a subject (reasons, deviation terms): it may carry health
+    #: information, so BI users never see its values (retroactive_changes says only that it
+    #: changed, delivery_log never quotes it); the warehouse keeps them.
+    free_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -416,10 +420,10 @@ FEEDS: dict[str, Feed] = {
                 Column("screened_date", "date", required=True),
                 Column("consent_date", "date"),
                 Column("screen_failed_date", "date"),
-                Column("screen_fail_reason"),
+                Column("screen_fail_reason", free_text=True),
                 Column("randomized_date", "date"),
                 Column("discontinued_date", "date"),
-                Column("discontinuation_reason"),
+                Column("discontinuation_reason", free_text=True),
                 Column("completed_date", "date"),
                 Column("screened_date_source", description="where screened_date came from"),
                 # Demographics for the representativeness work (SDTM DM); never a birth date.
@@ -456,7 +460,7 @@ FEEDS: dict[str, Feed] = {
                 Column("severity", required=True, enum=DEVIATION_SEVERITIES),
                 Column("occurred_date", "date", required=True),
                 Column("subject_id"),
-                Column("term"),
+                Column("term", free_text=True),
                 Column("identified_date", "date"),
                 Column("reported_date", "date"),
                 Column("closed_date", "date"),
@@ -498,6 +502,10 @@ FEEDS: dict[str, Feed] = {
         ),
     )
 }
+
+#: Canonical columns whose values are never published (the dbt var `free_text_columns` lists the
+#: same names for the marts; tests/test_publish_gate.py keeps the two equal).
+FREE_TEXT_COLUMNS = frozenset(c.name for f in FEEDS.values() for c in f.columns if c.free_text)
 
 #: Feeds whose rows reference sites are loaded after the roster in the same batch.
 FEED_LOAD_ORDER = ("sites", "subjects", "visits", "deviations", "payments", "staffing")

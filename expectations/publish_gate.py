@@ -11,6 +11,12 @@ Rules come from the dbt project, so they are declared once, next to each column'
   must still be there, unless the mart's meta says `publish_entities_may_disappear`;
 - finite: no NaN or +/-infinity in any floating-point column of any mart, in any week (spec 3.1).
   One rule for every mart, run in SQL (`non_finite_sql`) because pandas reads NULL as NaN too.
+- only what BI users may see: columns declared `meta: {publish: false}` (server paths, detail for
+  data engineers) are left out of the publish and not validated; no published column is a
+  free-text subject column (expectations/feeds.py) or holds an absolute path; a column declared
+  `meta: {free_text_field: <column>}` (retroactive_changes' old/new values) is null wherever that
+  column names a free-text field, and one declared `meta: {quotes_cells: true}`
+  (delivery_log.rejection_reasons) quotes no free-text cell.
 Freshness: each SMO's latest delivery is at most `max_days` older than the as-of date.
 
 Validation runs on pandas frames bounded to the latest as-of week. A result whose expectation
@@ -21,11 +27,14 @@ data failures: both block the publish, but they call for different people.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import pandas as pd
+
+from expectations.feeds import FREE_TEXT_COLUMNS
 
 GATE = "publish"
 EXAMPLES = 5
@@ -38,6 +47,19 @@ class MartRules:
     not_null: tuple[str, ...]
     ranges: dict[str, tuple[float | None, float | None]]
     entity: tuple[str, ...]  # empty: entities may disappear
+    #: Columns kept in the warehouse only (`meta: {publish: false}`).
+    withheld: tuple[str, ...] = ()
+    #: Column -> the column naming the field whose value it holds (`meta: {free_text_field: ..}`).
+    free_text_fields: dict[str, str] = field(default_factory=dict)
+    #: Columns quoting cells as 'column (..., first at row r: value)' (`meta: {quotes_cells: true}`).
+    quotes_cells: tuple[str, ...] = ()
+
+    def published_source(self, relation: str) -> str:
+        """What the publish copies from the warehouse relation: every column but the withheld."""
+        if not self.withheld:
+            return relation
+        columns = ", ".join(f'"{c}"' for c in self.withheld)
+        return f"(select * exclude ({columns}) from {relation})"
 
 
 @dataclass
@@ -151,12 +173,18 @@ def mart_rules(manifest: dict, schema: str = "marts") -> dict[str, MartRules]:
         entity = tuple(k for k in keys[uid] if k != "as_of_date")
         if node.get("meta", {}).get("publish_entities_may_disappear"):
             entity = ()
+        meta = {name: column.get("meta", {}) for name, column in columns.items()}
         rules[node["name"]] = MartRules(
             mart=node["name"],
             keys=tuple(keys[uid]),
             not_null=tuple(sorted(not_null[uid])),
             ranges=ranges,
             entity=entity,
+            withheld=tuple(sorted(n for n, m in meta.items() if m.get("publish") is False)),
+            free_text_fields={
+                n: m["free_text_field"] for n, m in sorted(meta.items()) if "free_text_field" in m
+            },
+            quotes_cells=tuple(sorted(n for n, m in meta.items() if m.get("quotes_cells"))),
         )
     return rules
 
@@ -331,6 +359,7 @@ def validate_mart(
     import great_expectations.expectations as gxe
 
     frame = latest_week(frame).reset_index(drop=True)
+    frame = frame.drop(columns=[c for c in rules.withheld if c in frame.columns])
     expectations: list = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in rules.not_null]
     if len(rules.keys) == 1:
         expectations.append(gxe.ExpectColumnValuesToBeUnique(column=rules.keys[0]))
@@ -341,6 +370,7 @@ def validate_mart(
             gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
         )
     findings = _validate(rules.mart, frame, expectations)
+    findings += _only_what_bi_users_may_see(frame, rules)
     if rules.entity and previous_entities:
         findings.append(_nothing_disappeared(frame, rules.entity, previous_entities))
     findings.extend(non_finite or [])
@@ -363,6 +393,76 @@ def _nothing_disappeared(
         unexpected_count=len(missing),
         examples=missing[:EXAMPLES],
     )
+
+
+#: An absolute path in text: /a/b, ~/a, C:\\a or \\\\server, at the start or after a space or
+#: punctuation (so URLs, dates like 2026/11/02 and 'n/a' do not count).
+ABSOLUTE_PATH = re.compile(r"(?:^|[\s('\"=:,;])(?:/[^/\s]+/|~/|[A-Za-z]:\\|\\\\[^\\\s])")
+#: A quoted cell of a free-text column in 'rule on column (n rows, first at row r: value)'.
+QUOTED_FREE_TEXT = re.compile(
+    rf"\bon (?:{'|'.join(sorted(FREE_TEXT_COLUMNS))}) \([^)]*first at row \d+: "
+)
+
+
+def _only_what_bi_users_may_see(frame: pd.DataFrame, rules: MartRules) -> list[Finding]:
+    """No free-text subject column, no free-text value where a column's meta says it could hold
+    one, and no absolute server path in any text column. Examples name rows and fields, never
+    the text itself."""
+    free_columns = sorted(FREE_TEXT_COLUMNS & set(frame.columns))
+    findings = [
+        Finding(
+            expectation="expect_no_free_text_columns",
+            column=None,
+            success=not free_columns,
+            observed=f"{len(free_columns)} free-text subject column(s) published",
+            unexpected_count=len(free_columns),
+            examples=free_columns[:EXAMPLES],
+        )
+    ]
+    for column, field_column in sorted(rules.free_text_fields.items()):
+        named = frame[field_column].isin(FREE_TEXT_COLUMNS) if field_column in frame else False
+        bad = frame[named & frame[column].notna()] if column in frame else frame.iloc[:0]
+        findings.append(
+            Finding(
+                expectation="expect_free_text_values_withheld",
+                column=column,
+                success=bad.empty,
+                unexpected_count=len(bad),
+                examples=[f"row {i}: {field_column}={bad.at[i, field_column]}" for i in bad.index][
+                    :EXAMPLES
+                ],
+            )
+        )
+    for column in rules.quotes_cells:
+        text = frame[column].dropna().astype(str) if column in frame else pd.Series(dtype=str)
+        bad = text[text.str.contains(QUOTED_FREE_TEXT)]
+        findings.append(
+            Finding(
+                expectation="expect_no_quoted_free_text",
+                column=column,
+                success=bad.empty,
+                unexpected_count=len(bad),
+                examples=[f"row {i}" for i in bad.index][:EXAMPLES],
+            )
+        )
+    paths = []
+    for column in frame.columns:
+        values = frame[column]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        text = values.dropna().astype(str)
+        text = text[text.str.contains("/", regex=False) | text.str.contains("\\", regex=False)]
+        paths += [f"{column}: {v}" for v in text[text.str.contains(ABSOLUTE_PATH)]]
+    findings.append(
+        Finding(
+            expectation="expect_no_absolute_paths",
+            column=None,
+            success=not paths,
+            unexpected_count=len(paths),
+            examples=paths[:EXAMPLES],
+        )
+    )
+    return findings
 
 
 def validate_freshness(deliveries_used: pd.DataFrame, max_days: int) -> Outcome:

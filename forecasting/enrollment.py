@@ -5,7 +5,8 @@ method of moments (the Poisson noise n_i/tau_i adds mean(r)*mean(1/tau) to the v
 observed rates, so it is taken out). Each site's posterior is Gamma(alpha + n_i, beta + tau_i);
 sites not yet active enter at their planned activation date with the prior. Future
 randomizations are Poisson with the drawn rates, simulated day by day. Draws are seeded per study
-(forecast_seed + CRC-32 of the study id), so a forecast is reproducible.
+(forecast_seed + CRC-32 of the study id) and made for the sites in key order (SMO, site), so a
+forecast depends on the stored deliveries only, never on the physical order of its input rows.
 
 Plain numpy/pandas, shared by the dbt Python models `enrollment_forecast` (one row per study)
 and `enrollment_forecast_path` (the weekly P10/P50/P90 fan), and imported by the tests.
@@ -269,6 +270,9 @@ def _forecast_tables(
         return SCHEMA.empty_table(), PATH_SCHEMA.empty_table()
     as_of = pd.Timestamp(sites["as_of_date"].max()).date()
     sites = sites[pd.to_datetime(sites["as_of_date"]).dt.date == as_of]
+    # The draws are made site by site: sites in key order, never in the order the warehouse
+    # happens to return them, so the same deliveries always give the same forecast.
+    sites = sites.sort_values(["study_id", "smo_id", "site_id"], kind="stable")
     registry = studies[studies["role"] == "portfolio"].set_index("nct_id")
     rows, fan_rows = [], []
     for study_id, group in sites.groupby("study_id", sort=True):

@@ -17,6 +17,8 @@ it current: a temporary symlink renamed over `parquet/current` (-> `sets/<id>`).
 rename, which stays the commit point recovery looks at (published_run_id): a publish killed in
 between is published again by the next run. Sets are kept like the DuckDB history (never fewer
 than two, so a reader that resolved the previous set can finish; never the one a pointer names).
+Rows are written in a fixed order (sorted on all columns), so a mart rebuilt from the same
+deliveries gives the same Parquet bytes.
 """
 
 from __future__ import annotations
@@ -221,7 +223,9 @@ def _fsync(path: Path) -> None:
 
 
 def _copy_table(con: duckdb.DuckDBPyConnection, source: str, table: str) -> None:
-    con.execute(f'create table bi_new.main."{table}" as from {source}')
+    """Rows sorted on every column, so the same mart always gives the same file bytes (a
+    query's row order depends on how DuckDB's threads split it)."""
+    con.execute(f'create table bi_new.main."{table}" as from {source} order by all')
 
 
 def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, path: Path, publish_id: str):

@@ -618,10 +618,11 @@ def data_status(d: DataStatus) -> SectionHtml:
     ]  # fmt: skip
     change_header = ["delivered", "SMO", "study", "site", "feed", "record", "change", "field",
                      "old", "new"]  # fmt: skip
+    withheld = "free text, not published"
     change_rows = [
         [str(r["delivery_date"]), r["smo_id"], r["study_id"] or "", r["site_id"] or "", r["feed"],
-         r["record_key"] or "", r["change_kind"], r["field"] or "", r["old_value"],
-         r["new_value"]]
+         r["record_key"] or "", r["change_kind"], r["field"] or "",
+         *((withheld, withheld) if r.get("values_withheld") else (r["old_value"], r["new_value"]))]
         for r in d.changes
     ]  # fmt: skip
     return SectionHtml(

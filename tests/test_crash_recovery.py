@@ -62,20 +62,17 @@ def run_killed_refresh(kill_at: str, *tags: str) -> subprocess.CompletedProcess:
 def mart_digests(published: Path) -> dict[str, tuple]:
     """Row count and a content hash per published table (meta aside): what a BI reader sees.
 
-    Doubles are rounded to 6 decimals: DuckDB's parallel aggregation sums floats in no fixed
-    order, so two clean builds of the same data differ in the last bit (measured: 4 marts).
+    Exact, doubles included: a rebuild from the same deliveries gives the same marts to the bit
+    (docs/kpis.md, "Reproducible marts"; tests/test_reproducible_marts.py).
     """
     with duckdb.connect(str(published), read_only=True) as con:
         columns: dict[str, list[str]] = {}
-        for table, column, kind in con.execute(
-            "select table_name, column_name, data_type from duckdb_columns() where not internal "
+        for table, column in con.execute(
+            "select table_name, column_name from duckdb_columns() where not internal "
             "order by table_name, column_index"
         ).fetchall():
             if table != META_TABLE:
-                name = f'"{column}"'
-                columns.setdefault(table, []).append(
-                    f"round({name}, 6)" if kind in ("DOUBLE", "FLOAT") else name
-                )
+                columns.setdefault(table, []).append(f'"{column}"')
         return {
             table: con.execute(
                 f"select count(*), md5(coalesce(string_agg(r, chr(10) order by r), '')) "

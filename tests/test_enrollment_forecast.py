@@ -123,3 +123,30 @@ def test_the_fan_starts_at_today_widens_and_crosses_the_target_at_the_median_dat
     # a week of the median target date, and the fan runs past it.
     crossed = next(p["forecast_date"] for p in fan if p["randomized_p50"] >= 100)
     assert abs((crossed - result["target_date_p50"]).days) <= 7
+
+
+def test_the_forecast_does_not_depend_on_the_order_of_its_input_rows():
+    """The warehouse returns rows in no fixed order: the same sites in another order must give
+    the same forecast, draw for draw (a site's rate draw belongs to the site, not a position)."""
+    rng = np.random.default_rng(5)
+    sites = _sites(
+        [
+            {"as_of_date": AS_OF, "smo_id": f"SMO-{i % 2}", "study_id": f"SYN-00{i % 3}",
+             "site_id": f"S{i:02d}", "nct_id": None, "target_enrollment": 20,
+             "activation_date": dt.date(2025, 1, 1) + dt.timedelta(days=int(rng.integers(300))),
+             "subjects_randomized": int(rng.integers(0, 15)),
+             "site_months_active": float(rng.uniform(3, 18))}
+            for i in range(12)
+        ]
+    )  # fmt: skip
+    studies = pd.DataFrame(
+        {"nct_id": [], "role": [], "enrollment_count": [], "primary_completion_date": []}
+    )
+    kwargs = dict(draws=500, base_seed=11)
+    forecast._memo.clear()
+    first, first_fan = forecast.forecast_tables(sites, studies, **kwargs)
+    forecast._memo.clear()
+    shuffled = sites.sample(frac=1, random_state=3).reset_index(drop=True)
+    again, again_fan = forecast.forecast_tables(shuffled, studies, **kwargs)
+    assert len(first) == 3
+    assert first.equals(again) and first_fan.equals(again_fan)

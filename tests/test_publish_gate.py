@@ -185,3 +185,98 @@ def test_nulls_and_finite_numbers_pass_the_finite_rule(planted):
     planted.execute("update site_enrollment set cycle_ratio = 1e308 where cycle_ratio is not null")
     (finding,) = check_finite(planted, "site_enrollment", ("site_id",))
     assert finding.success and finding.observed.startswith("2 floating-point column(s)")
+
+
+def test_the_marts_free_text_columns_are_the_feed_contracts():
+    import yaml
+
+    from core.settings import DBT_PROJECT_DIR
+    from expectations.feeds import FREE_TEXT_COLUMNS
+
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    assert set(project["vars"]["free_text_columns"]) == FREE_TEXT_COLUMNS
+    assert {"screen_fail_reason", "discontinuation_reason"} <= FREE_TEXT_COLUMNS
+
+
+def test_what_bi_users_may_not_see_is_declared_in_the_mart_yaml(manifest):
+    rules = mart_rules(manifest)
+    log, changes = rules["delivery_log"], rules["retroactive_changes"]
+    assert log.withheld == ("report_path",)
+    assert log.published_source("marts.delivery_log") == (
+        '(select * exclude ("report_path") from marts.delivery_log)'
+    )
+    assert log.quotes_cells == ("rejection_reasons",)
+    assert changes.free_text_fields == {"new_value": "field", "old_value": "field"}
+    assert rules["site_enrollment"].published_source("marts.x") == "marts.x"
+
+
+LOG_RULES = MartRules(
+    mart="delivery_log",
+    keys=("delivery_id",),
+    not_null=(),
+    ranges={},
+    entity=(),
+    withheld=("report_path",),
+    quotes_cells=("rejection_reasons",),
+)
+CHANGE_RULES = MartRules(
+    mart="retroactive_changes",
+    keys=(),
+    not_null=(),
+    ranges={},
+    entity=(),
+    free_text_fields={"old_value": "field", "new_value": "field"},
+)
+
+
+def _log(reason: str, report_path: str = "/srv/smo/quarantine/A/7.md", **extra) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"delivery_id": 7, "file_name": "A_Subjects_20261116.csv", "rejection_reasons": reason,
+          "report_path": report_path, **extra}]
+    )  # fmt: skip
+
+
+def _failed(outcome) -> set[tuple[str, str | None]]:
+    return {(f.expectation, f.column) for f in outcome.failures}
+
+
+def test_a_withheld_path_passes_and_a_published_one_blocks():
+    quoted = "date.order on randomized_date (1 row, first at row 5: 2026-13-01)"
+    assert validate_mart(_log(quoted), LOG_RULES).success
+    outcome = validate_mart(_log("file.unreadable (see /srv/smo/quarantine/A/7.md)"), LOG_RULES)
+    assert _failed(outcome) == {("expect_no_absolute_paths", None)}
+    assert outcome.failures[0].examples == ["rejection_reasons: file.unreadable (see "
+                                            "/srv/smo/quarantine/A/7.md)"]  # fmt: skip
+    unwithheld = MartRules(**{**LOG_RULES.__dict__, "withheld": ()})
+    outcome = validate_mart(_log(quoted, report_path="C:\\smo\\q\\7.md"), unwithheld)
+    assert _failed(outcome) == {("expect_no_absolute_paths", None)}
+
+
+def test_a_quoted_free_text_cell_blocks_but_a_withheld_one_passes():
+    fine = "value.too_long on screen_fail_reason (1 row, first at row 9, free text not quoted)"
+    assert validate_mart(_log(fine), LOG_RULES).success
+    quoted = "value.too_long on screen_fail_reason (1 row, first at row 9: HIV positive)"
+    outcome = validate_mart(_log(quoted), LOG_RULES)
+    assert _failed(outcome) == {("expect_no_quoted_free_text", "rejection_reasons")}
+    assert "HIV" not in outcome.summary()
+
+
+def test_a_free_text_subject_column_is_never_published():
+    outcome = validate_mart(_log("rejected", discontinuation_reason="moved away"), LOG_RULES)
+    assert _failed(outcome) == {("expect_no_free_text_columns", None)}
+    assert outcome.failures[0].examples == ["discontinuation_reason"]
+
+
+def test_retroactive_changes_of_a_free_text_field_are_published_without_values():
+    changes = pd.DataFrame(
+        {
+            "field": ["randomized_date", "screen_fail_reason", None],
+            "old_value": ["2026-05-01", None, None],
+            "new_value": ["2026-05-03", None, None],
+        }
+    )
+    assert validate_mart(changes, CHANGE_RULES).success
+    changes.loc[1, "new_value"] = "HIV positive"
+    outcome = validate_mart(changes, CHANGE_RULES)
+    assert _failed(outcome) == {("expect_free_text_values_withheld", "new_value")}
+    assert outcome.failures[0].examples == ["row 1: field=screen_fail_reason"]

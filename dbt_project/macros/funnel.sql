@@ -30,8 +30,8 @@ with evaluated as (
 grouped as (
     select
         *,
-        sum(case when denominator > 0 then numerator end) over ({{ g }})
-            / nullif(sum(case when denominator > 0 then denominator end) over ({{ g }}), 0)
+        {{ exact_sum('numerator', where='denominator > 0', over=g) }}
+            / nullif({{ exact_sum('denominator', where='denominator > 0', over=g) }}, 0)
             as group_rate
     from evaluated
 ),
@@ -65,7 +65,8 @@ adjusted as (
         * exclude (z_low, z_high),
         greatest(
             1.0,
-            avg(power(least(greatest(z_score_unadjusted, z_low), z_high), 2)) over ({{ g }})
+            {{ exact_sum('power(least(greatest(z_score_unadjusted, z_low), z_high), 2)', over=g) }}
+                / count(z_score_unadjusted) over ({{ g }})
         ) as overdispersion
     from winsor_limits
 )

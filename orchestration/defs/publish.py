@@ -201,7 +201,8 @@ def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
         result = publish(
             con,
             settings.publish_dir,
-            tables={mart: f"marts.{mart}" for mart in MART_KEYS},
+            # columns declared `publish: false` stay in the warehouse
+            tables={mart: RULES[mart].published_source(f"marts.{mart}") for mart in MART_KEYS},
             meta=meta,
             keep=settings.publish_keep,
         )

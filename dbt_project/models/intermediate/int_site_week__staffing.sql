@@ -32,8 +32,7 @@ select
     max(date_diff('day', start_date, as_of_date)) filter (
         where role = 'CRC' and (end_date is null or end_date >= as_of_date)
     ) as current_crc_tenure_days,
-    coalesce(sum(fte) filter (
-        where role in ('CRC', 'BACKUP_CRC') and (end_date is null or end_date >= as_of_date)
-    ), 0) as active_crc_fte
+    coalesce({{ exact_sum('fte',
+        where="role in ('CRC', 'BACKUP_CRC') and (end_date is null or end_date >= as_of_date)") }}, 0) as active_crc_fte
 from assignments
 group by all

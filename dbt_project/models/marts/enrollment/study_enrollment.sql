@@ -39,7 +39,7 @@ counts as (
         sum(subjects_screened)::integer as subjects_screened,
         sum(subjects_randomized)::integer as subjects_randomized,
         sum(target_enrollment)::integer as target_enrollment,
-        sum(site_months_active) as site_months_active
+        {{ exact_sum('site_months_active') }} as site_months_active
     from sites
     group by all
 ),

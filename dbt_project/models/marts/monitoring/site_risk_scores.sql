@@ -25,8 +25,8 @@ select
     coalesce(string_agg(f.kri_id, ', ' order by f.kri_id) filter (where f.flag = 'no_data'), '')
         as no_data_kris,
     round(
-        sum(f.flag_points) filter (where f.flag <> 'no_data')
-        / nullif(sum(f.weight) filter (where f.flag <> 'no_data'), 0) * 100,
+        {{ exact_sum('f.flag_points', "f.flag <> 'no_data'") }}
+        / nullif({{ exact_sum('f.weight', "f.flag <> 'no_data'") }}, 0) * 100,
         1
     ) as risk_score,
     case
@@ -35,6 +35,6 @@ select
         when count(*) filter (where f.flag <> 'no_data') = 0 then 'no_data'
         else 'green'
     end as risk_level,
-    string_agg(distinct f.kri_version, ', ') as kri_versions
+    string_agg(distinct f.kri_version, ', ' order by f.kri_version) as kri_versions
 from flags as f
 group by f.as_of_date, f.smo_id, f.study_id, f.site_id

@@ -37,5 +37,5 @@ join {{ ref('qtl_definitions') }} as q on q.kpi_id = s.kpi_id
 left join {{ ref('qtl_evaluations') }} as e
     on e.study_id = s.study_id and e.qtl_id = q.qtl_id and e.evaluated_on <= s.as_of_date
 qualify row_number() over (
-    partition by s.as_of_date, s.study_id, q.qtl_id order by e.evaluated_on desc nulls last
+    partition by s.as_of_date, s.study_id, q.qtl_id order by e.evaluated_on desc nulls last, e.evaluated_by, e.conclusion
 ) = 1

@@ -52,7 +52,7 @@ cohort_stats as (
 ),
 
 study_nct as (
-    select study_id, any_value(nct_id) as nct_id
+    select study_id, min(nct_id) as nct_id
     from {{ ref('int_site_week__enrollment') }}
     where {{ latest_week() }} and nct_id is not null
     group by 1

@@ -66,12 +66,12 @@ missing as (
 study_roster as (
     select
         s.nct_id,
-        any_value(s.study_id) as study_id,
+        min(s.study_id) as study_id,
         count(*) filter (where s.status in ('ACTIVATED', 'ENROLLING')) as sites_active,
         (select count(*) from {{ ref('stg_smo__subjects') }} as j
-            where j.study_id = any_value(s.study_id) and j.randomized_date is not null) as randomized,
+            where j.study_id = min(s.study_id) and j.randomized_date is not null) as randomized,
         (select count(*) from {{ ref('stg_smo__subjects') }} as j, as_of
-            where j.study_id = any_value(s.study_id)
+            where j.study_id = min(s.study_id)
                 and j.randomized_date > as_of.as_of_date - interval 90 day) as randomized_90d
     from {{ ref('stg_smo__sites') }} as s
     where s.nct_id is not null
