@@ -18,7 +18,7 @@ rename, which stays the commit point recovery looks at (published_run_id): a pub
 between is published again by the next run. Sets are kept like the DuckDB history (never fewer
 than two, so a reader that resolved the previous set can finish; never the one a pointer names).
 Rows are written in a fixed order (sorted on all columns), so a mart rebuilt from the same
-deliveries gives the same Parquet bytes.
+deliveries gives the same Parquet rows in the same order.
 """
 
 from __future__ import annotations
