@@ -49,7 +49,8 @@ class LockHolder:
     def describe(self) -> str:
         if self.pid is None:
             return "another process"
-        return f"process {self.pid} ({self.command or self.program})"
+        what = self.command or self.program
+        return f"process {self.pid} ({what if len(what) <= 120 else what[:117] + '...'})"
 
 
 class WarehouseLocked(Exception):
@@ -59,8 +60,9 @@ class WarehouseLocked(Exception):
         self.path, self.holder, self.waited = path, holder, waited
         super().__init__(
             f"{path} is held by {holder.describe()}; waited {waited:.0f} s "
-            f"(SMO_WAREHOUSE_LOCK_WAIT_SECONDS) for it to close the file. Close that session "
-            f"(or stop the process) and run again. " + SAFE_QUERY_HINT.format(snapshot=snapshot)
+            f"(SMO_WAREHOUSE_LOCK_WAIT_SECONDS) for it to close the file.\n"
+            f"Close that session (or stop the process) and run again.\n"
+            + SAFE_QUERY_HINT.format(snapshot=snapshot)
         )
 
 
@@ -76,7 +78,7 @@ def lock_holder(message: str) -> LockHolder:
     pid = int(found["pid"])
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        command = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+        command = " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())
     except OSError:
         command = None
     return LockHolder(pid, found["program"], command[:300] if command else None)

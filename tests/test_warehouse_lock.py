@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -100,3 +101,16 @@ def test_the_snapshot_is_a_complete_read_only_copy_readable_while_the_warehouse_
     if os.geteuid() != 0:  # root may write anything; everyone else is refused
         with pytest.raises(duckdb.Error):
             duckdb.connect(str(snapshot))
+
+
+def test_every_step_that_opens_the_warehouse_is_in_the_writer_pool():
+    """Assets and stand-alone asset checks alike: a read-only open also takes DuckDB's file lock."""
+    from orchestration.definitions import defs
+    from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL
+
+    repo = defs().get_repository_def()
+    steps = [*repo.asset_graph.assets_defs, *repo.asset_checks_defs_by_key.values()]
+    openers = [s for s in steps if s.is_executable and s.required_resource_keys & {"warehouse"}]
+    assert any(isinstance(s, dg.AssetChecksDefinition) for s in openers)
+    outside = [s.node_def.name for s in openers if s.node_def.pool != WAREHOUSE_WRITER_POOL]
+    assert not outside, f"open the warehouse outside the writer pool: {outside}"
