@@ -6,7 +6,8 @@
 
 check-delivery exits 0 when every file would be accepted, 1 when any would be rejected and 2
 for usage or profile errors. It runs the pipeline's own gate (`ingest.gate.check_delivery`);
-the site roster comes from the warehouse when it can be read, plus any roster file given in
+the site roster comes from the warehouse's read-only copy (the warehouse itself before the
+first run that makes one) when it can be read, plus any roster file given in
 the same call, as in a pipeline batch. With a CDISC SDTM profile the files are the domains of
 one delivery (DM, DS, SV, optional DV and SUPPDV). `--out DIR` writes the canonical rows that
 would be loaded, one typed `DIR/<feed>.parquet` per accepted feed.
@@ -76,7 +77,11 @@ def check_delivery_command(args: argparse.Namespace) -> int:
     if missing:
         print(f"usage error: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    roster, starts, source = _roster_from_warehouse(settings.warehouse_path, profile.smo_id)
+    # The read-only copy refreshed after every run: opening the live warehouse would make a
+    # running refresh wait for this command (README "Querying the warehouse").
+    snapshot = settings.warehouse_snapshot_path
+    source_db = snapshot if snapshot.exists() else settings.warehouse_path
+    roster, starts, source = _roster_from_warehouse(source_db, profile.smo_id)
     context = plausibility(settings, starts)
     print(f"# {profile.smo_id}: profile {profile_path} (version {profile.version}); {source}\n")
     # Rosters first, as in a pipeline batch: a roster accepted here counts for later files.

@@ -30,6 +30,9 @@ class Settings:
     """Resolved paths. Build with `load_settings()` so tests can pass their own environment."""
 
     warehouse_path: Path
+    #: How long a step waits for a foreign process (a read-only session) to release the
+    #: warehouse before failing with a message naming it (seconds).
+    warehouse_lock_wait_seconds: float
     data_dir: Path
     publish_dir: Path
     profiles_dir: Path
@@ -65,6 +68,10 @@ class Settings:
     date_window_future_years: int
 
     @property
+    def warehouse_snapshot_path(self) -> Path:
+        return snapshot_of(self.warehouse_path)
+
+    @property
     def inbox_dir(self) -> Path:
         return self.data_dir / "inbox"
 
@@ -77,11 +84,18 @@ class Settings:
         return self.data_dir / "archive"
 
 
+def snapshot_of(warehouse: Path) -> Path:
+    """The read-only copy of a warehouse refreshed after every run (what engineers query):
+    `warehouse.duckdb` -> `warehouse.snapshot.duckdb` beside it."""
+    return warehouse.with_name(f"{warehouse.stem}.snapshot{warehouse.suffix or '.duckdb'}")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     data_dir = _path(env, "SMO_DATA_DIR", "var/data")
     return Settings(
         warehouse_path=_path(env, "SMO_WAREHOUSE_PATH", "var/warehouse.duckdb"),
+        warehouse_lock_wait_seconds=float(env.get("SMO_WAREHOUSE_LOCK_WAIT_SECONDS") or 300),
         data_dir=data_dir,
         publish_dir=_path(env, "SMO_PUBLISH_DIR", "var/publish"),
         profiles_dir=_path(env, "SMO_PROFILES_DIR", str(data_dir / "profiles")),

@@ -4,7 +4,9 @@ On the first run it generates the synthetic demo portfolio (4 SMOs in four expor
 weekly deliveries each, their profiles and registry fixtures) into `SMO_DATA_DIR`. It then runs
 the `oversight_refresh` job through `execute_job` against the persistent instance in
 `DAGSTER_HOME`, so the run appears in the UI afterwards exactly like a scheduled one. A second
-`make demo` finds no new deliveries; `make clean` starts over.
+`make demo` finds no new deliveries; `make clean` starts over. The summary reads the warehouse's
+read-only copy made at the end of the run, never the live file: another refresh may be writing
+it (two `make demo` at once are serialised by the writer pool, not by this process).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import dagster as dg
 import duckdb
 
 from core.settings import load_settings
-from orchestration.instance import ensure_dagster_home
+from orchestration.instance import ensure_dagster_home, open_instance
 from publishing.report import REPORT_NAME
 
 JOB_NAME = "oversight_refresh"
+#: How Dagster prefixes the description of a step's `dg.Failure`: noise for the demo's reader.
+FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "
 
 
 def refresh_job() -> dg.JobDefinition:
@@ -128,7 +132,8 @@ def _failure_lines(result: dg.ExecuteJobResult) -> list[str]:
         error = getattr(event.step_failure_data, "error", None)
         while error is not None and error.cause is not None and not error.message.strip():
             error = error.cause
-        message = (error.message if error else "").strip().splitlines()
+        message = (error.message if error else "").strip().removeprefix(FAILURE_PREFIX)
+        message = message.splitlines()
         lines.append(f"  step {event.step_key} failed: {message[0][:300] if message else ''}")
         lines += [f"    {line[:300]}" for line in message[1:11]]
     for check in result.get_asset_check_evaluations():
@@ -157,28 +162,29 @@ def _run() -> int:
     # in the UI; the demo prints its own summary. SMO_DEMO_LOG_LEVEL=INFO shows it here too.
     level = (os.environ.get("SMO_DEMO_LOG_LEVEL") or "CRITICAL").upper()
     print(f"Running {JOB_NAME} (step logs: `make dev`, or SMO_DEMO_LOG_LEVEL=INFO) ...", flush=True)
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         result = dg.execute_job(
             dg.reconstructable(refresh_job),
             instance=instance,
             run_config={"loggers": {"console": {"config": {"log_level": level}}}},
         )
         run_id = result.run_id
-        pulled = _this_runs_rejections(settings.warehouse_path, run_id)
+        pulled = _this_runs_rejections(settings.warehouse_snapshot_path, run_id)
         if not result.success:
             print("\n".join(_failure_lines(result) + pulled))
             return 1
     print(f"Refresh run {run_id} succeeded.")
     if pulled:
         print("\n".join(pulled))
-    print(f"  warehouse     : {settings.warehouse_path}")
-    for name, rows in _table_counts(settings.warehouse_path):
+    snapshot = settings.warehouse_snapshot_path
+    print(f"  warehouse     : {settings.warehouse_path}  (the pipeline's; do not open it)")
+    print(f"  query copy    : {snapshot}  (read-only copy of the warehouse after this run)")
+    for name, rows in _table_counts(snapshot):
         print(f"    {name:<40} {rows:>10,} rows")
     print(
         "  deliveries    : "
         + ", ".join(
-            f"{status} {n} ({rows:,} rows)"
-            for status, n, rows in _ledger_summary(settings.warehouse_path)
+            f"{status} {n} ({rows:,} rows)" for status, n, rows in _ledger_summary(snapshot)
         )
     )
     print(f"  quarantine    : {settings.quarantine_dir}  (rejected files + reports)")
@@ -195,7 +201,7 @@ def _run() -> int:
         print("  BI database   : not published (a gate failed; see the run in `make dev`)")
     print(f"  delivery data : {settings.data_dir}")
     print(f"  Dagster home  : {home}  (run history; `make dev` shows this run)")
-    print("\n".join(_oversight_summary(settings.warehouse_path)))
+    print("\n".join(_oversight_summary(snapshot)))
     return 0
 
 

@@ -7,12 +7,15 @@ blocks the others' publish; what cannot be blamed on a delivery ends the step wi
 naming what failed.
 """
 
+import time
+
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliInvocation, DbtCliResource, dbt_assets
 
 from core.gate_results import record_gate_results
 from core.settings import load_settings
 from core.tables import markdown_table
+from core.warehouse_lock import WarehouseLocked, is_lock_conflict, lock_holder
 from ingest.retraction import WAREHOUSE_RULE, pull_delivery
 from orchestration.lib.dbt import dbt_project, load_manifest, prune_run_targets, translator
 from orchestration.lib.isolation import attribute, publish_preflight
@@ -22,7 +25,11 @@ from orchestration.lib.rebuild_fingerprint import (
     last_passing_build_at,
     record_build,
 )
-from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
+from orchestration.lib.warehouse import (
+    WAREHOUSE_WRITER_POOL,
+    DuckDBWarehouse,
+    locked_as_failure,
+)
 from publishing.bi_database import published_path, published_run_id
 from publishing.report import report_matches, write_report
 
@@ -81,6 +88,35 @@ def _failure_summary(run_results: dict, pulled: list) -> str:
     return "\n".join([head, *failed[:SHOWN], *pulled_lines])
 
 
+def _dbt_build(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse
+) -> tuple[DbtCliInvocation, list]:
+    """`dbt build` started once the warehouse is free, and started again when a foreign process
+    took the file between that check and dbt opening it (dbt then stops before building
+    anything: it opens the file first to list schemas, and keeps it open, profiles.yml)."""
+    bound = load_settings().warehouse_lock_wait_seconds
+    start = time.monotonic()
+    while True:
+        warehouse.wait_until_free("dbt build", max(0.0, bound - (time.monotonic() - start)))
+        invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+        events = list(invocation.stream())
+        error = invocation.get_error()
+        if error is None or not is_lock_conflict(str(error)):
+            return invocation, events
+        holder = lock_holder(str(error))
+        waited = time.monotonic() - start
+        if waited >= bound:
+            with locked_as_failure():
+                raise WarehouseLocked(
+                    warehouse.resolved_path, holder, waited, warehouse.snapshot_path
+                )
+        context.log.warning(
+            f"dbt build could not open {warehouse.resolved_path}: {holder.describe()} took it "
+            "first; starting dbt build again once it is free."
+        )
+        time.sleep(1)
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     dagster_dbt_translator=translator,
@@ -128,10 +164,9 @@ def warehouse_models(
     pulled = []
     with warehouse.exported_to_dbt():
         for round_ in range(MAX_PULL_ROUNDS + 1):
-            invocation = dbt.cli(["build"], context=context, raise_on_error=False)
             # Held back until the build is final: a check that failed before its delivery was
             # pulled must not block what the rebuild publishes.
-            events = list(invocation.stream())
+            invocation, events = _dbt_build(context, dbt, warehouse)
             run_results = invocation.get_artifact("run_results.json")
             with warehouse.connect() as con:
                 record_gate_results(

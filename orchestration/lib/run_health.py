@@ -18,6 +18,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration.lib.warehouse import refresh_snapshot
+
 HOST_TAG = "smo/worker_host"
 PID_TAG = "smo/worker_pid"
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -82,7 +84,8 @@ def release_dead_runs(instance: dg.DagsterInstance, current_run_id: str | None) 
 
 
 class ReleasingExecutor(dg.Executor):
-    """The in-process executor, preceded by `record_worker` and `release_dead_runs`."""
+    """The in-process executor, preceded by `record_worker` and `release_dead_runs`, followed
+    by the warehouse's read-only copy for queries (`refresh_snapshot`)."""
 
     def __init__(self, inner: dg.Executor):
         self._inner = inner
@@ -101,6 +104,7 @@ class ReleasingExecutor(dg.Executor):
         for line in release_dead_runs(instance, run_id):
             plan_context.log.warning(line)
         yield from self._inner.execute(plan_context, execution_plan)
+        refresh_snapshot(plan_context)
 
 
 @dg.executor(
@@ -109,5 +113,6 @@ class ReleasingExecutor(dg.Executor):
 )
 def in_process_releasing_dead_runs(init_context) -> dg.Executor:
     """Every step in the run's own process; before the first step, runs whose process died are
-    marked failed and their concurrency slots freed."""
+    marked failed and their concurrency slots freed; after the last, the warehouse's read-only
+    copy is refreshed."""
     return ReleasingExecutor(dg.in_process_executor.executor_creation_fn(init_context))
