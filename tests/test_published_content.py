@@ -14,6 +14,7 @@ import pytest
 from expectations.feeds import FREE_TEXT_COLUMNS
 from expectations.publish_gate import ABSOLUTE_PATH
 from orchestration.demo import refresh_job
+from publishing.bi_database import current_parquet_set
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,7 @@ def test_the_publish_holds_no_free_text_and_no_server_path(refreshed_env: Path, 
             [f"AMR_SYN-002_Subjects_{NEW_WEEK}.csv"],
         ).fetchone()
     assert "screened_date" in reasons and "13/45/2026" in reasons  # a date is quoted
-    parquet = refreshed_env / "publish" / "parquet" / "delivery_log" / "delivery_log.parquet"
+    parquet = current_parquet_set(refreshed_env / "publish") / "delivery_log.parquet"
     with duckdb.connect() as con:
         names = [r[0] for r in con.execute(f"describe select * from '{parquet}'").fetchall()]
     assert "report_path" not in names and "rejection_reasons" in names
