@@ -7,12 +7,14 @@ Dagster job; every test reads the resulting warehouse.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
 from orchestration.demo import refresh_job
+from tests.test_non_finite import non_finite_cells
 
 pytestmark = pytest.mark.integration
 
@@ -252,3 +254,13 @@ def test_the_planted_bad_delivery_is_rejected_with_its_reason_and_the_feed_keeps
     ]
     stale = _rows(con, "select count(*) from marts.feed_freshness where is_stale")[0][0]
     assert stale == 0
+
+
+def test_no_mart_published_from_the_demo_holds_nan_or_infinity(demo):
+    con, _ = demo
+    (warehouse,) = con.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()
+    checked, found = non_finite_cells(Path(warehouse).parent / "publish" / "oversight.duckdb")
+    assert checked > 50
+    assert found == []

@@ -15,10 +15,10 @@ from orchestration.defs import publish as publish_defs
 from orchestration.lib.warehouse import DuckDBWarehouse
 
 
-def test_no_published_mart_holds_nan_or_infinity(refreshed_portfolio: Path):
-    """Reads the published file, every mart, every week, every floating-point column."""
-    path = refreshed_portfolio / "publish" / "oversight.duckdb"
-    with duckdb.connect(str(path), read_only=True) as con:
+def non_finite_cells(published: Path) -> tuple[int, list[tuple]]:
+    """Every table, every week, every floating-point column of a published file: how many
+    columns were checked and the NaN/infinity cells found."""
+    with duckdb.connect(str(published), read_only=True) as con:
         tables = [t for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()]
         assert len(tables) >= 19  # the marts and meta
         checked, found = 0, []
@@ -28,6 +28,11 @@ def test_no_published_mart_holds_nan_or_infinity(refreshed_portfolio: Path):
             if sql:
                 checked += len(columns)
                 found += [(table, *row) for row in con.execute(sql).fetchall()]
+    return checked, found
+
+
+def test_no_published_mart_holds_nan_or_infinity(refreshed_portfolio: Path):
+    checked, found = non_finite_cells(refreshed_portfolio / "publish" / "oversight.duckdb")
     assert checked > 50
     assert found == []
 
