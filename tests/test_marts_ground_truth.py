@@ -7,6 +7,7 @@ Dagster job; every test reads the resulting warehouse.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -178,6 +179,39 @@ def test_registry_hygiene_finds_the_planted_gaps(demo):
     stale = {n for (n,) in _rows(con, "select nct_id from marts.registry_hygiene "
                                       "where finding = 'registry_record_stale'")}  # fmt: skip
     assert stale == set(registry["stale_registry_studies"])
+
+
+def test_planted_red_sites_have_an_open_flag_episode_from_their_first_flagged_week(demo):
+    """Each planted site's red KRI is an open episode this week, new or persisting, that started
+    the first week of its current run of amber/red weeks in site_flags (walked here in Python,
+    skipping weeks the KRI was not evaluated), with its age in calendar weeks."""
+    con, truth = demo
+    latest = _rows(con, "select max(as_of_date) from marts.site_flags")[0][0]
+    for p in truth["planted_sites"]:
+        kri = EXPECTED_RED_KRI[p["role"]]
+        key = (p["smo_id"], p["study_id"], p["site_id"], kri)
+        weeks = con.execute(
+            "select as_of_date, flag from marts.site_flags where comparison_group = 'study' "
+            "and smo_id = ? and study_id = ? and site_id = ? and kri_id = ? "
+            "and flag in ('green', 'amber', 'red') order by as_of_date desc",
+            list(key),
+        ).fetchall()
+        first = None
+        for week, flag in weeks:
+            if flag not in ("amber", "red"):
+                break
+            first = week
+        assert first is not None, key
+        episode = con.execute(
+            "select first_flagged_week, status, status_this_week, age_weeks, peak_severity "
+            "from marts.flag_episodes where comparison_group = 'study' and smo_id = ? "
+            "and study_id = ? and site_id = ? and kri_id = ? and status = 'open'",
+            list(key),
+        ).fetchall()
+        monday = lambda d: d - timedelta(days=d.weekday())  # noqa: E731
+        age = (monday(latest) - monday(first)).days // 7 + 1
+        expected_status = "new" if first == latest else "persisting"
+        assert episode == [(first, "open", expected_status, age, "red")], key
 
 
 def test_weekly_history_has_every_delivery_week_and_lineage(demo):
