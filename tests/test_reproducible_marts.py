@@ -84,7 +84,13 @@ def parquet_hashes(publish_dir: Path) -> dict[str, str]:
 def test_marts_rebuilt_from_shuffled_rows_are_identical(refreshed_env: Path, dagster_instance):
     warehouse, publish_dir = refreshed_env / "warehouse.duckdb", refreshed_env / "publish"
     before, published_before = mart_digests(warehouse), parquet_hashes(publish_dir)
-    assert {"enrollment_forecast", "enrollment_forecast_path", "site_flags"} <= set(before)
+    assert {
+        "enrollment_forecast",
+        "enrollment_forecast_path",
+        "site_flags",
+        "flag_status",
+        "flag_episodes",
+    } <= set(before)
 
     shuffled = shuffle_sources(warehouse)
     assert {"raw.subjects", "ops.deliveries", "registry.studies"} <= set(shuffled)
