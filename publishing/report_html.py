@@ -337,6 +337,11 @@ def _value(value, unit: str) -> str:
     return f"{_num(value)} {unit}".strip()
 
 
+def _short(value, unit: str) -> str:
+    """A KRI value in a table whose KRI column names the unit: percentages, or the number."""
+    return _value(value, unit) if unit == "share" else _num(value)
+
+
 def _red_rule(r: dict) -> str:
     """When the flag turns red: the z-score limit (funnel) or the value limit (fixed)."""
     red, direction = r["red_threshold"], r["direction"]
@@ -441,13 +446,14 @@ def red_sites(red: RedSites) -> SectionHtml:
             r["site_id"], r["smo_id"], r["study_id"],
             Cell(f"{escape(label)}<br><small>{escape(unit)}</small>", raw=True,
                  attrs={"title": r["kri_id"], "data-flag": key}),
-            _flag_cell(key, "value", _value(r["value"], unit), r["value"]),
-            _flag_cell(key, "group_value", _value(r["group_value"], unit), r["group_value"]),
+            _flag_cell(key, "value", _short(r["value"], unit), r["value"]),
+            _flag_cell(key, "group_value", _short(r["group_value"], unit), r["group_value"]),
             _flag_cell(key, "z_score", "–" if z is None else _num(round(z, 1)), z),
             _flag_cell(key, "red_threshold", _red_rule(r), r["red_threshold"]),
             _flag_cell(key, "numerator", _num(r["numerator"]), r["numerator"]),
             _flag_cell(key, "denominator", _num(r["denominator"]), r["denominator"]),
-            _flag_cell(key, "weeks_red", _red_for(r), r["weeks_red"]),
+            _flag_cell(key, "weeks_red", "new this week" if r["weeks_red"] == 1
+                       else f"{r['weeks_red']} weeks", r["weeks_red"]),
         ])  # fmt: skip
     flags = _table(
         [
@@ -461,7 +467,7 @@ def red_sites(red: RedSites) -> SectionHtml:
             "red at",
             "numerator",
             "denominator",
-            "new or persisting",
+            "red for",
         ],
         rows,
         {4, 5, 6, 8, 9},
@@ -473,8 +479,7 @@ def red_sites(red: RedSites) -> SectionHtml:
         + '<p class="note">Each site is compared with the sites of its study: the study value '
         "is their pooled rate (all numerators over all denominators). Funnel KRIs are red when the over-dispersion-adjusted "
         "z-score passes the limit, fixed KRIs when the value does (seeds/kri_definitions.csv). "
-        "Persisting flags say how many weeks in a row, up to this one, they have been red.</p>"
-        + flags
+        "'Red for': the weeks in a row, up to this one, the flag has been red.</p>" + flags
     )
 
 
