@@ -4,9 +4,10 @@ On the first run it generates the synthetic demo portfolio (4 SMOs in four expor
 weekly deliveries each, their profiles and registry fixtures) into `SMO_DATA_DIR`. It then runs
 the `oversight_refresh` job through `execute_job` against the persistent instance in
 `DAGSTER_HOME`, so the run appears in the UI afterwards exactly like a scheduled one. A second
-`make demo` finds no new deliveries; `make clean` starts over. The summary reads the warehouse's
-read-only copy made at the end of the run, never the live file: another refresh may be writing
-it (two `make demo` at once are serialised by the writer pool, not by this process).
+`make demo` finds no new deliveries; `make clean` starts over. The summary reads the published
+file (what the report shows: needs attention, red SMOs) and the warehouse's read-only copy made
+at the end of the run (table counts, the ledger), never the live file: another refresh may be
+writing it (two `make demo` at once are serialised by the writer pool, not by this process).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import duckdb
 
 from core.settings import load_settings
 from orchestration.instance import ensure_dagster_home, open_instance
+from publishing import report_data, report_html
 from publishing.report import REPORT_NAME
 
 JOB_NAME = "oversight_refresh"
@@ -65,32 +67,38 @@ def _ledger_summary(warehouse_path) -> list[tuple]:
         ).fetchall()
 
 
-def _oversight_summary(warehouse_path) -> list[str]:
-    """The latest week's red sites and SMO RAG: what an oversight lead looks at first."""
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        latest = con.execute("select max(as_of_date) from marts.site_risk_scores").fetchall()[0][0]
-        red_sites = con.execute(
-            """
-            select smo_id, study_id, site_id, risk_score, red_kris from marts.site_risk_scores
-            where as_of_date = ? and risk_level = 'red' order by risk_score desc, site_id
-            """,
-            [latest],
-        ).fetchall()
+def _oversight_summary(published, report) -> list[str]:
+    """What an oversight lead acts on first, from the published file (what the report shows):
+    the needs-attention items, red SMOs and red sites of the latest week, and the report."""
+    with duckdb.connect(str(published), read_only=True) as con:
+        (as_of,) = con.execute("select as_of_date from meta").fetchall()[0]
+        attention = report_data.needs_attention(con)
         smos = con.execute(
             """
-            select smo_id, any_value(overall_rag),
-                   string_agg(kpi_id, ', ' order by kpi_id) filter (where rag = 'red')
-            from marts.smo_scorecard where as_of_date = ? group by smo_id order by smo_id
-            """,
-            [latest],
+            select smo_id, list(kpi_id order by kpi_id) filter (where rag = 'red')
+            from smo_scorecard where as_of_date = (select max(as_of_date) from smo_scorecard)
+            group by smo_id having any_value(overall_rag) = 'red' order by smo_id
+            """
         ).fetchall()
-    lines = [f"Oversight, as of {latest} (marts.site_risk_scores, marts.smo_scorecard):"]
-    lines += [f"  {smo:<16} {rag.upper():<6} {reds or ''}" for smo, rag, reds in smos]
-    lines.append(f"  {len(red_sites)} sites with a red flag:")
+        (red_sites,) = con.execute(
+            "select count(*) from site_risk_scores where risk_level = 'red' "
+            "and as_of_date = (select max(as_of_date) from site_risk_scores)"
+        ).fetchall()[0]
+    items = report_html.attention_items(attention)
+    lines = [f"Oversight, as of {as_of} (the published marts, as the report shows them):"]
+    lines.append(f"  needs attention: {len(items)}")
+    lines += [f"    - {line}" for _, line in items]
+    lines.append(f"  red SMOs: {len(smos)}")
     lines += [
-        f"    {smo:<14} {study:<8} {site:<8} risk {score:>5.1f}  {kris}"
-        for smo, study, site, score, kris in red_sites
+        f"    - {smo}: red on " + ", ".join(report_html.KPIS.get(k, (k,))[0] for k in (kpis or []))
+        for smo, kpis in smos
     ]
+    lines.append(
+        f"  sites with a red flag: {red_sites} ({attention.persisting_red_flags} red flags "
+        "persisting from earlier weeks; each with its value and comparator in the report)"
+    )
+    if report.exists():
+        lines.append(f"  report: {report.resolve().as_uri()}")
     return lines
 
 
@@ -201,7 +209,8 @@ def _run() -> int:
         print("  BI database   : not published (a gate failed; see the run in `make dev`)")
     print(f"  delivery data : {settings.data_dir}")
     print(f"  Dagster home  : {home}  (run history; `make dev` shows this run)")
-    print("\n".join(_oversight_summary(snapshot)))
+    if published.exists():
+        print("\n".join(_oversight_summary(published, settings.publish_dir / REPORT_NAME)))
     return 0
 
 

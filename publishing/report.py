@@ -60,9 +60,12 @@ class Section(Generic[T]):
 
 
 SECTIONS: list[Section[Any]] = [
+    Section("attention", "Needs attention", report_data.needs_attention,
+            report_html.needs_attention),
     Section("summary", "Portfolio summary", report_data.headline, report_html.summary),
     Section("scorecard", "SMO scorecard", report_data.scorecard, report_html.scorecard),
     Section("red-sites", "Sites with red flags", report_data.red_sites, report_html.red_sites),
+    Section("qtls", "Quality tolerance limits per study", report_data.qtls, report_html.qtls),
     Section("enrollment", "Enrollment against plan and forecast", report_data.enrollment,
             report_html.enrollment),
     Section("funnels", "Central monitoring: funnel plots per KRI", report_data.funnels,

@@ -123,13 +123,118 @@ def scorecard(con: Connection) -> Scorecard:
 # -- red sites ----------------------------------------------------------------------------------
 
 
-def red_sites(con: Connection) -> list[dict]:
-    """The 15 riskiest sites with a red flag this week."""
+@dataclass(frozen=True)
+class RedSites:
+    """The 15 riskiest sites with a red flag this week (site_risk_scores rows) and every red
+    within-study flag this week (site_flags rows plus `weeks_red`, `weeks_published`)."""
+
+    sites: list[dict]
+    flags: list[dict]
+
+
+def red_flags(con: Connection) -> list[dict]:
+    """Every red site flag of the latest week (within the study), with its site's risk score and
+    `weeks_red`: how many weeks in a row, up to this one, the flag has been red (1 = new this
+    week), counted over site_flags' weekly rows; `weeks_published` is how many weeks there are."""
     return _rows(
+        con,
+        """
+        with weeks as (
+            select as_of_date, row_number() over (order by as_of_date desc) as age
+            from (select distinct as_of_date from site_flags)
+        ),
+        red as (
+            select f.smo_id, f.study_id, f.site_id, f.kri_id, w.age,
+                   row_number() over (
+                       partition by f.smo_id, f.study_id, f.site_id, f.kri_id order by w.age
+                   ) as nth
+            from site_flags as f join weeks as w using (as_of_date)
+            where f.comparison_group = 'study' and f.flag = 'red'
+        ),
+        streaks as (
+            -- the run of red weeks that includes the latest week: age 1, 2, ... without a gap
+            select smo_id, study_id, site_id, kri_id, count(*) as weeks_red
+            from red where age = nth group by all
+        )
+        select f.*, s.weeks_red, (select count(*) from weeks) as weeks_published,
+               r.risk_score, r.kris_with_data
+        from site_flags as f
+        join weeks as w on w.as_of_date = f.as_of_date and w.age = 1
+        join streaks as s
+            on s.smo_id = f.smo_id and s.study_id = f.study_id and s.site_id = f.site_id
+            and s.kri_id = f.kri_id
+        left join site_risk_scores as r
+            on r.as_of_date = f.as_of_date and r.smo_id = f.smo_id and r.study_id = f.study_id
+            and r.site_id = f.site_id
+        where f.comparison_group = 'study' and f.flag = 'red'
+        order by r.risk_score desc nulls last, f.smo_id, f.study_id, f.site_id, f.kri_id
+        """,
+    )
+
+
+def red_sites(con: Connection) -> RedSites:
+    sites = _rows(
         con,
         "select * "
         + _latest("site_risk_scores", "red_flags > 0")
         + " order by risk_score desc, site_id limit 15",
+    )
+    return RedSites(sites, red_flags(con))
+
+
+# -- quality tolerance limits -------------------------------------------------------------------
+
+
+def qtls(con: Connection) -> list[dict]:
+    """Every study's QTLs this week (study_qtls rows): value against the limit, status and the
+    recorded evaluation, exceedances first; `weeks_exceeded` counts the weeks in a row, up to
+    this one, that the QTL has been above (or below) its limit."""
+    return _rows(
+        con,
+        """
+        with weeks as (
+            select as_of_date, row_number() over (order by as_of_date desc) as age
+            from (select distinct as_of_date from study_qtls)
+        ),
+        exceeded as (
+            select q.study_id, q.qtl_id, w.age,
+                   row_number() over (partition by q.study_id, q.qtl_id order by w.age) as nth
+            from study_qtls as q join weeks as w using (as_of_date)
+            where q.is_exceeded
+        ),
+        streaks as (
+            select study_id, qtl_id, count(*) as weeks_exceeded
+            from exceeded where age = nth group by all
+        )
+        select q.*, coalesce(s.weeks_exceeded, 0) as weeks_exceeded
+        from study_qtls as q
+        join weeks as w on w.as_of_date = q.as_of_date and w.age = 1
+        left join streaks as s using (study_id, qtl_id)
+        order by q.is_exceeded desc, q.qtl_status, q.study_id, q.qtl_id
+        """,
+    )
+
+
+# -- needs attention ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attention:
+    """What a lead should act on this week: red flags new this week, and QTL exceedances with no
+    recorded evaluation (study_qtls status `exceeded_evaluation_due`)."""
+
+    new_red_flags: list[dict]
+    qtls_due: list[dict]
+    #: red flags this week that were already red last week (listed under red sites)
+    persisting_red_flags: int = 0
+
+
+def needs_attention(con: Connection) -> Attention:
+    flags = red_flags(con)
+    return Attention(
+        new_red_flags=[r for r in flags if r["weeks_red"] == 1],
+        qtls_due=[r for r in qtls(con) if r["qtl_status"] == "exceeded_evaluation_due"],
+        persisting_red_flags=sum(1 for r in flags if r["weeks_red"] > 1),
     )
 
 

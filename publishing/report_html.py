@@ -31,10 +31,12 @@ from publishing.charts import (
     stacked_bars,
 )
 from publishing.report_data import (
+    Attention,
     DataStatus,
     Funnel,
     Headline,
     PaymentsTimeliness,
+    RedSites,
     Registry,
     Scorecard,
     StudyEnrollment,
@@ -304,20 +306,237 @@ def _kris_with_data(r: dict) -> Cell:
     )
 
 
-def red_sites(rows: list[dict]) -> SectionHtml:
+#: What the risk score is, wherever it is shown.
+RISK_SCALE = (
+    "Risk score 0-100: the points of the site's red (the KRI's weight) and amber (half the "
+    "weight) within-study flags over the summed weights of the KRIs that had data, x 100; "
+    "KRIs without data add nothing to either (column 'from KRIs')."
+)
+
+
+def _kri(kri_id: str) -> tuple[str, str]:
+    """A KRI's readable name and unit (KPIS), its id when unknown."""
+    label, unit, _ = KPIS.get(kri_id, (kri_id, "", ""))
+    return label, unit
+
+
+def _num(value) -> str:
+    """A number as a lead reads it: up to 3 decimals, no trailing zeros; '–' for none."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    text = f"{value:,.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _value(value, unit: str) -> str:
+    """A KRI value in its unit: shares as percentages, the rest as numbers with the unit."""
+    if value is None:
+        return "–"
+    if unit == "share":
+        return f"{value:.1%}"
+    return f"{_num(value)} {unit}".strip()
+
+
+def _short(value, unit: str) -> str:
+    """A KRI value in a table whose KRI column names the unit: percentages, or the number."""
+    return _value(value, unit) if unit == "share" else _num(value)
+
+
+def _red_rule(r: dict) -> str:
+    """When the flag turns red: the z-score limit (funnel) or the value limit (fixed)."""
+    red, direction = r["red_threshold"], r["direction"]
+    if r["method"] == "funnel":
+        return {"low": f"z < -{_num(red)}", "both": f"|z| > {_num(red)}"}.get(
+            direction, f"z > {_num(red)}"
+        )
+    unit = _kri(r["kri_id"])[1]
+    return {"low": f"value < {_value(red, unit)}", "both": f"|value| > {_value(red, unit)}"}.get(
+        direction, f"value > {_value(red, unit)}"
+    )
+
+
+def _test(r: dict) -> str:
+    """The flag's test: the z-score against its limit, or the value against the fixed limit."""
+    if r["method"] == "funnel":
+        return f"z = {_num(round(r['z_score'], 1))}, red at {_red_rule(r)}"
+    return f"red at {_red_rule(r)}"
+
+
+def _red_for(r: dict) -> str:
+    weeks = r["weeks_red"]
+    if weeks == 1:
+        return "new this week"
+    since = " (every published week)" if weeks == r["weeks_published"] else ""
+    return f"red {weeks} weeks in a row{since}"
+
+
+def red_flag_line(r: dict) -> str:
+    """One red flag in one sentence: site, KRI, value against its study, the test, how long."""
+    label, unit = _kri(r["kri_id"])
+    score = "–" if r["risk_score"] is None else f"{r['risk_score']:.1f}/100"
+    return (
+        f"{r['site_id']} ({r['smo_id']}, {r['study_id']}): {label} {_value(r['value'], unit)} "
+        f"vs {_value(r['group_value'], unit)} for its study ({_test(r)}; "
+        f"{_num(r['numerator'])} of {_num(r['denominator'])}); {_red_for(r)}; "
+        f"site risk score {score}"
+    )
+
+
+def qtl_line(q: dict) -> str:
+    """One QTL exceedance in one sentence: study, parameter, value against its limit, status."""
+    side = "above" if q["direction"] == "high" else "below"
+    weeks = q["weeks_exceeded"]
+    return (
+        f"{q['study_id']}: QTL {q['description']} {_num(q['value'])} {side} the limit "
+        f"{_num(q['limit_value'])} ({_num(q['numerator'])} of {_num(q['denominator'])}), "
+        f"exceeded {weeks} week{'s' if weeks != 1 else ''} in a row; no evaluation recorded"
+    )
+
+
+def attention_items(a: Attention) -> list[tuple[str, str]]:
+    """The needs-attention items as (kind, sentence), QTL exceedances first: the report's list
+    and `make demo`'s summary."""
+    return [("qtl", f"QTL exceeded, evaluation due: {qtl_line(q)}") for q in a.qtls_due] + [
+        ("red-flag", f"New red flag: {red_flag_line(r)}") for r in a.new_red_flags
+    ]
+
+
+def needs_attention(a: Attention) -> SectionHtml:
+    """One line per item a lead can act on this week."""
+    items = "".join(
+        f'<li data-attention="{kind}">{escape(line)}</li>' for kind, line in attention_items(a)
+    )
+    note = (
+        '<p class="note">QTL exceedances with no evaluation recorded (seed qtl_evaluations, as '
+        f"published) and red site flags that were not red last week. {a.persisting_red_flags} "
+        'red flags persist from earlier weeks: see <a href="#red-sites">Sites with red flags</a>.'
+        "</p>"
+    )
+    return SectionHtml((f"<ul>{items}</ul>" if items else NO_ROWS) + note)
+
+
+def _flag_cell(key: str, field_name: str, text: str, number) -> Cell:
+    """A red-flag table cell carrying its mart value (data-number) beside the formatted text."""
+    attrs = {"data-flag": key, "data-field": field_name}
+    if number is not None:
+        attrs["data-number"] = repr(float(number))
+    return Cell(text, attrs=attrs)
+
+
+def red_sites(red: RedSites) -> SectionHtml:
+    """The riskiest red sites, then every red flag with its value, comparator and test."""
+    sites = _table(
+        ["site", "SMO", "study", "country", "risk score (0-100)", "from KRIs", "red KRIs",
+         "amber KRIs"],
+        [
+            [r["site_id"], r["smo_id"], r["study_id"], r["country"] or "",
+             "–" if r["risk_score"] is None else f"{r['risk_score']:.1f}", _kris_with_data(r),
+             ", ".join(_kri(k)[0] for k in (r["red_kris"] or "").split(", ") if k),
+             ", ".join(_kri(k)[0] for k in (r["amber_kris"] or "").split(", ") if k)]
+            for r in red.sites
+        ],
+        {4, 5},
+    )  # fmt: skip
+    rows = []
+    for r in red.flags:
+        key = f"{r['smo_id']}|{r['study_id']}|{r['site_id']}|{r['kri_id']}"
+        label, unit = _kri(r["kri_id"])
+        z = r["z_score"] if r["method"] == "funnel" else None
+        rows.append([
+            r["site_id"], r["smo_id"], r["study_id"],
+            Cell(f"{escape(label)}<br><small>{escape(unit)}</small>", raw=True,
+                 attrs={"title": r["kri_id"], "data-flag": key}),
+            _flag_cell(key, "value", _short(r["value"], unit), r["value"]),
+            _flag_cell(key, "group_value", _short(r["group_value"], unit), r["group_value"]),
+            _flag_cell(key, "z_score", "–" if z is None else _num(round(z, 1)), z),
+            _flag_cell(key, "red_threshold", _red_rule(r), r["red_threshold"]),
+            _flag_cell(key, "numerator", _num(r["numerator"]), r["numerator"]),
+            _flag_cell(key, "denominator", _num(r["denominator"]), r["denominator"]),
+            _flag_cell(key, "weeks_red", "new this week" if r["weeks_red"] == 1
+                       else f"{r['weeks_red']} weeks", r["weeks_red"]),
+        ])  # fmt: skip
+    flags = _table(
+        [
+            "site",
+            "SMO",
+            "study",
+            "KRI",
+            "site value",
+            "study value",
+            "z-score",
+            "red at",
+            "numerator",
+            "denominator",
+            "red for",
+        ],
+        rows,
+        {4, 5, 6, 8, 9},
+    )
+    return SectionHtml(
+        sites
+        + f'<p class="note">{escape(RISK_SCALE)}</p>'
+        + f"<h3>Red flags this week ({len(red.flags)})</h3>"
+        + '<p class="note">Each site is compared with the sites of its study: the study value '
+        "is their pooled rate (all numerators over all denominators). Funnel KRIs are red when the over-dispersion-adjusted "
+        "z-score passes the limit, fixed KRIs when the value does (seeds/kri_definitions.csv). "
+        "'Red for': the weeks in a row, up to this one, the flag has been red.</p>" + flags
+    )
+
+
+# -- quality tolerance limits -------------------------------------------------------------------
+
+#: study_qtls.qtl_status as the report says it.
+QTL_STATUS = {
+    "within_limit": "within limit",
+    "exceeded_evaluation_due": "EXCEEDED, evaluation due",
+    "exceeded_evaluated": "exceeded, evaluated",
+    "not_evaluable": "no data",
+}
+
+
+def qtls(rows: list[dict]) -> SectionHtml:
+    """Every study's QTLs: value, limit, status and the recorded evaluation."""
+    table_rows = []
+    for q in rows:
+        key = f"{q['study_id']}|{q['qtl_id']}"
+        status = q["qtl_status"]
+        css = {"exceeded_evaluation_due": "rag-red", "exceeded_evaluated": "rag-amber",
+               "within_limit": "rag-green", "not_evaluable": "rag-no_data"}.get(status, "")  # fmt: skip
+        evaluation = (
+            f"{q['evaluated_on']} by {q['evaluated_by']}: {q['conclusion'] or ''}"
+            if q["evaluated_on"]
+            else ""
+        )
+        table_rows.append([
+            q["study_id"], Cell(q["description"], attrs={"title": q["qtl_id"]}),
+            Cell(_num(q["value"]), attrs={"data-qtl": key, "data-field": "value"}),
+            Cell(("> " if q["direction"] == "high" else "< ") + _num(q["limit_value"]),
+                 attrs={"data-qtl": key, "data-field": "limit_value"}),
+            f"{_num(q['numerator'])} / {_num(q['denominator'])}",
+            Cell(QTL_STATUS.get(status, status), css_class=css,
+                 attrs={"data-qtl": key, "data-field": "qtl_status", "data-status": status}),
+            q["weeks_exceeded"] or "",
+            evaluation,
+        ])  # fmt: skip
     return SectionHtml(
         _table(
-            ["site", "SMO", "study", "country", "risk score", "from KRIs", "red KRIs",
-             "amber KRIs"],
             [
-                [r["site_id"], r["smo_id"], r["study_id"], r["country"] or "",
-                 "–" if r["risk_score"] is None else f"{r['risk_score']:.1f}", _kris_with_data(r), r["red_kris"] or "",
-                 r["amber_kris"] or ""]
-                for r in rows
+                "study",
+                "quality tolerance limit",
+                "value",
+                "limit",
+                "numerator / denominator",
+                "status",
+                "weeks exceeded in a row",
+                "evaluation",
             ],
-            {4, 5},
+            table_rows,
+            {2, 3, 4, 6},
         )
-    )  # fmt: skip
+        + '<p class="note">Study-level quality tolerance limits (ICH E6(R3) 3.10.1.3, seed '
+        "qtl_definitions). An exceedance needs a recorded evaluation (seed qtl_evaluations); "
+        "'no data' means the study has no value for the parameter yet.</p>"
+    )
 
 
 # -- enrollment ---------------------------------------------------------------------------------

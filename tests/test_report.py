@@ -123,8 +123,17 @@ class _Metrics(HTMLParser):
         self.metrics: dict[str, str] = {}
         self.rag: dict[tuple[str, str], str] = {}
         self.stale: dict[tuple[str, str], bool] = {}
+        #: red-flag table cells: (flag key, field) -> (data-number or None, shown text)
+        self.flags: dict[tuple[str, str], tuple[float | None, str]] = {}
+        #: QTL table cells: (study|qtl, field) -> shown text; data-status per QTL
+        self.qtls: dict[tuple[str, str], str] = {}
+        self.qtl_status: dict[str, str] = {}
+        #: needs-attention items: (kind, text)
+        self.attention: list[tuple[str, str]] = []
         self._metric: str | None = None
         self._in_value = False
+        self._cell: tuple | None = None
+        self._text: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -136,8 +145,34 @@ class _Metrics(HTMLParser):
             self.rag[(a["data-smo"], a["data-kpi"])] = a["data-rag"]
         if "data-stale" in a and "data-feed" in a:
             self.stale[(a["data-smo"], a["data-feed"])] = a["data-stale"] == "true"
+        if "data-field" in a and "data-flag" in a:
+            number = a.get("data-number")
+            self._cell = ("flag", a["data-flag"], a["data-field"], number)
+        elif "data-field" in a and "data-qtl" in a:
+            self._cell = ("qtl", a["data-qtl"], a["data-field"], None)
+            if "data-status" in a:
+                self.qtl_status[a["data-qtl"]] = a["data-status"]
+        elif "data-attention" in a:
+            self._cell = ("attention", a["data-attention"], None, None)
+        if self._cell and tag in ("td", "li"):
+            self._text = []
+
+    def handle_endtag(self, tag):
+        if self._cell is None or tag not in ("td", "li"):
+            return
+        kind, key, field_name, number = self._cell
+        text = "".join(self._text).strip()
+        if kind == "flag":
+            self.flags[(key, field_name)] = (None if number is None else float(number), text)
+        elif kind == "qtl":
+            self.qtls[(key, field_name)] = text
+        else:
+            self.attention.append((key, text))
+        self._cell = None
 
     def handle_data(self, data):
+        if self._cell is not None:
+            self._text.append(data)
         if self._in_value:
             self.metrics[self._metric] = data.strip()
             self._in_value, self._metric = False, None
@@ -341,3 +376,111 @@ def test_a_benchmark_without_enough_peers_shows_why_never_pnan():
     assert "P42 of 12 peers" in html
     assert "no percentile (0 peers)" in html
     assert not re.search(r"\bnan\b|Pnan|None peers", html, re.IGNORECASE)
+
+
+def _weeks_red_in_a_row(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Per red flag of the latest week, the weeks in a row it has been red, counted in Python
+    from every week's site_flags rows."""
+    weeks = [w for (w,) in con.execute(
+        "select distinct as_of_date from site_flags order by 1 desc").fetchall()]  # fmt: skip
+    red: dict[str, set] = {}
+    for smo, study, site, kri, week in con.execute(
+        "select smo_id, study_id, site_id, kri_id, as_of_date from site_flags "
+        "where comparison_group = 'study' and flag = 'red'"
+    ).fetchall():
+        red.setdefault(f"{smo}|{study}|{site}|{kri}", set()).add(week)
+    streaks = {}
+    for key, red_weeks in red.items():
+        if weeks[0] in red_weeks:
+            streaks[key] = next((i for i, w in enumerate(weeks) if w not in red_weeks), len(weeks))
+    return streaks
+
+
+def test_every_red_flag_and_qtl_shows_the_marts_numbers(published: Path):
+    """Each red flag of the latest week is in the report with the site's value, its study's
+    value, the z-score, the red threshold, numerator, denominator and the weeks it has been red;
+    each QTL with its value, limit and status; needs attention lists every QTL exceedance without
+    evaluation and every red flag that is new this week: all equal to independent queries."""
+    page = _parse((published / REPORT_NAME).read_text(encoding="utf-8"))
+    with duckdb.connect(str(published_path(published)), read_only=True) as con:
+        flags = con.execute(
+            "select smo_id || '|' || study_id || '|' || site_id || '|' || kri_id, value, "
+            "group_value, case when method = 'funnel' then z_score end, red_threshold, "
+            "numerator, denominator from site_flags where comparison_group = 'study' and "
+            "flag = 'red' and as_of_date = (select max(as_of_date) from site_flags)"
+        ).fetchall()
+        streaks = _weeks_red_in_a_row(con)
+        qtls = con.execute(
+            "select study_id || '|' || qtl_id, value, limit_value, qtl_status from study_qtls "
+            "where as_of_date = (select max(as_of_date) from study_qtls)"
+        ).fetchall()
+    assert flags, "the small portfolio has no red flag: the test would prove nothing"
+    fields = ("value", "group_value", "z_score", "red_threshold", "numerator", "denominator")
+    expected = {
+        (key, name): number
+        for key, *numbers in flags
+        for name, number in zip(fields, numbers, strict=True)
+    }
+    expected |= {(key, "weeks_red"): streaks[key] for key, *_ in flags}
+    shown = {cell: number for cell, (number, _) in page.flags.items()}
+    assert shown.keys() == expected.keys()
+    for cell, number in expected.items():
+        if number is None:
+            assert shown[cell] is None, cell
+        else:
+            assert shown[cell] == pytest.approx(number, rel=1e-9, abs=1e-12), cell
+        text = page.flags[cell][1]
+        assert text and (number is None) == (text == "–"), (cell, text)
+    for (key, name), text in page.flags.items():
+        if name == "weeks_red":
+            assert (text == "new this week") == (streaks[key] == 1), (key, text)
+
+    assert set(page.qtl_status) == {key for key, *_ in qtls} and qtls
+    for key, value, limit, status in qtls:
+        assert page.qtl_status[key] == status
+        shown_value = page.qtls[(key, "value")]
+        assert (shown_value == "–") == (value is None)
+        if value is not None:
+            assert float(shown_value.replace(",", "")) == pytest.approx(value, abs=5e-4)
+        assert float(page.qtls[(key, "limit_value")][2:]) == pytest.approx(limit, abs=5e-4)
+
+    due = [key for key, *_, status in qtls if status == "exceeded_evaluation_due"]
+    new = sorted(key for key, weeks in streaks.items() if weeks == 1)
+    attention_qtls = [text for kind, text in page.attention if kind == "qtl"]
+    attention_flags = [text for kind, text in page.attention if kind == "red-flag"]
+    assert len(attention_qtls) == len(due) and len(attention_flags) == len(new)
+    for key in due:
+        study, _ = key.split("|")
+        assert any(study in text for text in attention_qtls), key
+    for key in new:
+        _smo, _study, site, _kri = key.split("|")
+        assert any(f"{site} (" in text for text in attention_flags), key
+
+
+def test_red_flag_and_qtl_lines_say_value_comparator_test_and_age():
+    """The sentences of needs attention: a funnel flag names its z-score and limit, a fixed
+    flag its value limit; new and persisting flags read differently; a QTL names its limit."""
+    from publishing.report_html import qtl_line, red_flag_line
+
+    def flag(method, z, weeks):
+        return {"site_id": "AM0011", "smo_id": "SMO-A", "study_id": "ST-1",
+                "kri_id": "important_deviation_rate", "method": method, "direction": "both",
+                "value": 19.4, "group_value": 3.3, "z_score": z, "red_threshold": 3.0,
+                "numerator": 12, "denominator": 618.5, "weeks_red": weeks,
+                "weeks_published": 8, "risk_score": 40.0}  # fmt: skip
+
+    funnel = red_flag_line(flag("funnel", 9.71, 1))
+    assert (
+        "Important deviation rate 19.4 per 1,000 subject-days vs 3.3 per 1,000 subject-days "
+        "for its study"
+    ) in funnel
+    assert "z = 9.7, red at |z| > 3" in funnel and "new this week" in funnel
+    assert "12 of 618.5" in funnel and "40.0/100" in funnel
+    fixed = red_flag_line(flag("fixed", None, 6))
+    assert "red at |value| > 3 per 1,000 subject-days" in fixed
+    assert "red 6 weeks in a row" in fixed and "z =" not in fixed
+    qtl = qtl_line({"study_id": "ST-1", "description": "important eligibility deviations per "
+                    "randomized subject", "direction": "high", "value": 0.0794,
+                    "limit_value": 0.05, "numerator": 5, "denominator": 63,
+                    "weeks_exceeded": 3})  # fmt: skip
+    assert "0.079 above the limit 0.05 (5 of 63), exceeded 3 weeks in a row" in qtl
