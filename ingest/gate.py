@@ -145,15 +145,18 @@ def _unforeseen(path: Path, profile: Profile, sha256: str | None, exc: Exception
     matched = attempt(lambda: profile.feed_for(path.name), None)
     if matched is not None:
         result.feed, result.study_id = matched[0].feed, matched[1].get("study_id")
-    detail = str(exc).splitlines()[0] if str(exc) else "no detail"
-    result.add(
-        Problem(
-            "file.unreadable",
-            f"The gate could not check this file ({type(exc).__name__}: {detail}); it is "
-            "rejected rather than loaded unchecked. Report this to the pipeline's engineers.",
-        )
-    )
+    result.add(unforeseen_problem("The gate could not check this file", exc))
     return result
+
+
+def unforeseen_problem(what: str, exc: BaseException) -> Problem:
+    """The rejection for an exception nobody foresaw (`file.unreadable`, quoting it)."""
+    detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+    return Problem(
+        "file.unreadable",
+        f"{what} ({type(exc).__name__}: {detail}); it is rejected rather than loaded unchecked. "
+        "Report this to the pipeline's engineers.",
+    )
 
 
 @_never_raises

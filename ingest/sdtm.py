@@ -34,6 +34,7 @@ from ingest.gate import (
     _null_values,
     check_rows,
     file_sha256,
+    unforeseen_problem,
 )
 from ingest.profiles import (
     ISO_DATE,
@@ -328,12 +329,7 @@ def check_sdtm_delivery(
         )
     except Exception as exc:  # noqa: BLE001 - no delivery may stop the run
         log.exception("SDTM adapter failed on %s", [str(p) for p in paths])
-        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
-        problem = Problem(
-            "file.unreadable",
-            f"The SDTM delivery could not be checked ({type(exc).__name__}: {detail}); it is "
-            "rejected rather than loaded unchecked. Report this to the pipeline's engineers.",
-        )
+        problem = unforeseen_problem("The SDTM delivery could not be checked", exc)
         return SdtmDelivery(paths=list(paths), domains={}, results=[], problems=[problem])
 
 
