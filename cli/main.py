@@ -3,6 +3,7 @@
     smo-oversight check-delivery --smo SMO_ID [--out DIR] FILE...   dry run of the delivery gate
     smo-oversight profile init --smo SMO_ID --out PROFILE.yaml FILE...   starter profile
     smo-oversight generate --scale demo --weeks 8 --seed 7 --out DIR
+    smo-oversight evidence --study STUDY [--from WEEK --to WEEK] --out DIR   inspection pack
 
 check-delivery exits 0 when every file would be accepted, 1 when any would be rejected and 2
 for usage or profile errors. It runs the pipeline's own gate (`ingest.gate.check_delivery`);
@@ -208,6 +209,57 @@ def generate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+EVIDENCE_HELP = """Write an inspection evidence pack for one study: DIR (a new or empty
+folder) and DIR.zip beside it. DIR/index.html says what each file shows; manifest.json holds
+the SHA-256 of every file. Tables (CSV and Parquet, filtered to the study and its as-of weeks
+between --from and --to, default all published weeks): site flags, flag lifecycle and episodes,
+QTL evaluations, actions (when the publish has the actions mart), the KRI definition versions
+the flags name, lineage (every delivery in effect: file, SHA-256, received time, verdict),
+rejected deliveries, and the ops.gate_results rows of those deliveries and of the run that
+built the publish. Each week's report is the one kept at publish time; if only that week's BI
+file is kept it is rendered from it, otherwise the index says no report is kept. Reads the
+current publish ($SMO_PUBLISH_DIR) and the warehouse's read-only copy, never the warehouse.
+Exit 0 written, 2 on an unknown study, an empty week range or nothing published."""
+
+
+def evidence_command(args: argparse.Namespace) -> int:
+    from publishing.evidence import EvidenceError, write_evidence_pack
+
+    settings = load_settings()
+    try:
+        pack = write_evidence_pack(
+            publish_dir=settings.publish_dir,
+            snapshot=settings.warehouse_snapshot_path,
+            study=args.study,
+            out=Path(args.out),
+            week_from=args.week_from,
+            week_to=args.week_to,
+        )
+    except EvidenceError as exc:
+        print(f"evidence: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"Evidence pack for {pack.study_id}, as-of weeks {pack.weeks[0]} .. {pack.weeks[-1]} "
+        f"({len(pack.weeks)}), publish {pack.publish_id}: {len(pack.files)} files"
+    )
+    for note in pack.notes:
+        print(f"  {note}")
+    print(f"  {(pack.folder / 'index.html').as_uri()}\n  {pack.zip_path}")
+    return 0
+
+
+def _week(end: bool):
+    def parse(text: str) -> dt.date:
+        from publishing.evidence import parse_week
+
+        try:
+            return parse_week(text, end=end)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smo-oversight", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -246,6 +298,26 @@ def build_parser() -> argparse.ArgumentParser:
         "SMO-NORDIC:deviations or SMO-IBERIA:visits.crf_entry_date",
     )
     gen.set_defaults(func=generate_command)
+    evidence = sub.add_parser(
+        "evidence", help="write an inspection evidence pack for a study", description=EVIDENCE_HELP
+    )
+    evidence.add_argument("--study", required=True, help="study id, e.g. SYN-001")
+    evidence.add_argument(
+        "--from",
+        dest="week_from",
+        type=_week(end=False),
+        metavar="WEEK",
+        help="first as-of week: YYYY-MM-DD or ISO week YYYY-Www (default: the first published)",
+    )
+    evidence.add_argument(
+        "--to",
+        dest="week_to",
+        type=_week(end=True),
+        metavar="WEEK",
+        help="last as-of week, same forms (default: the latest published)",
+    )
+    evidence.add_argument("--out", required=True, metavar="DIR", help="new or empty folder")
+    evidence.set_defaults(func=evidence_command)
     return parser
 
 
