@@ -192,6 +192,11 @@ def _tables(actions_columns: set[str]) -> list[_Table]:
             where.append("study_id = getvariable('study')")
         if "as_of_date" in actions_columns:
             where.append("as_of_date in (from pack_weeks)")
+        # spec 2.5's action rows: those open at some time in the range
+        if "opened_date" in actions_columns:
+            where.append("(opened_date is null or opened_date <= getvariable('week_to'))")
+        if "closed_date" in actions_columns:
+            where.append("(closed_date is null or closed_date > getvariable('window_start'))")
         tables.insert(
             5,
             _Table("actions", "Actions and their closure",

@@ -200,20 +200,24 @@ def test_actions_are_packed_when_the_publish_has_them(
     publish = tmp_path / "publish"
     shutil.copytree(refreshed_portfolio / "publish", publish, symlinks=True)
     bi_file = publish / "oversight.duckdb"  # a copy: the shared fixture stays as published
-    week = _weeks(refreshed_portfolio)[-1]
+    weeks = _weeks(refreshed_portfolio)
+    old = weeks[0] - dt.timedelta(days=60)
     with duckdb.connect(str(bi_file)) as con:
         con.execute(
             f"create table {ACTIONS_MART} as select * from (values"
-            " ('A1', ?, ?::date, 'closed'), ('A2', 'SYN-002', ?::date, 'open'))"
-            " as t(action_id, study_id, as_of_date, status)",
-            [STUDY, week, week],
+            " ('A1', ?, ?::date, 'DONE', ?::date),"  # closed in the range: in
+            " ('A2', 'SYN-002', ?::date, 'OPEN', null),"  # another study: out
+            " ('A3', ?, ?::date, 'OPEN', null),"  # still open: in
+            " ('A4', ?, ?::date, 'DONE', ?::date))"  # closed before the range: out
+            " as t(action_id, study_id, opened_date, status, closed_date)",
+            [STUDY, old, weeks[-1], old, STUDY, old, STUDY, old, old],
         )
     monkeypatch.setenv("SMO_PUBLISH_DIR", str(publish))
     monkeypatch.setenv("SMO_WAREHOUSE_PATH", str(refreshed_portfolio / "warehouse.duckdb"))
     out = tmp_path / "pack"
     assert main(["evidence", "--study", STUDY, "--out", str(out)]) == 0
     actions = pl.read_parquet(out / "tables/actions.parquet")
-    assert actions.rows() == [("A1", STUDY, week, "closed")]
+    assert actions["action_id"].to_list() == ["A1", "A3"]
     assert "no actions feed published" not in (out / "index.html").read_text()
 
 
