@@ -223,6 +223,8 @@ Exit 0 written, 2 on an unknown study, an empty week range or nothing published.
 
 
 def evidence_command(args: argparse.Namespace) -> int:
+    import duckdb
+
     from publishing.evidence import EvidenceError, write_evidence_pack
 
     settings = load_settings()
@@ -237,6 +239,12 @@ def evidence_command(args: argparse.Namespace) -> int:
         )
     except EvidenceError as exc:
         print(f"evidence: {exc}", file=sys.stderr)
+        return 2
+    except duckdb.Error as exc:  # e.g. a publish or warehouse copy that cannot be read
+        print(
+            f"evidence: cannot read the publish or the warehouse copy: {str(exc).splitlines()[0]}",
+            file=sys.stderr,
+        )
         return 2
     print(
         f"Evidence pack for {pack.study_id}, as-of weeks {pack.weeks[0]} .. {pack.weeks[-1]} "

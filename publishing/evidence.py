@@ -302,7 +302,18 @@ def _add_reports(pack: EvidencePack, staging: Path, publish_dir: Path) -> list[l
             shutil.copyfile(report, staging / target)
             how = f"the report written by publish {publish_id}"
         else:
-            _, html, *_ = render(bi_file)
+            try:
+                _, html, *_ = render(bi_file)
+            except duckdb.Error as exc:  # a publish older than today's report code
+                rows.append(
+                    [
+                        str(week),
+                        "",
+                        f"no report kept; rendering it from the kept BI "
+                        f"file of publish {publish_id} failed: {str(exc).splitlines()[0]}",
+                    ]
+                )
+                continue
             (staging / target).write_text(html, encoding="utf-8")
             how = (
                 f"rendered now from the kept BI file of publish {publish_id} (the report "

@@ -221,6 +221,28 @@ def test_actions_are_packed_when_the_publish_has_them(
     assert "no actions feed published" not in (out / "index.html").read_text()
 
 
+def test_lineage_differing_from_the_ledger_is_said(
+    refreshed_portfolio: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A ledger whose hash no longer matches the published lineage is listed, not hidden."""
+    shutil.copyfile(
+        refreshed_portfolio / "warehouse.snapshot.duckdb", tmp_path / "warehouse.snapshot.duckdb"
+    )
+    with duckdb.connect(str(tmp_path / "warehouse.snapshot.duckdb")) as con:
+        (changed,) = con.execute(
+            "update ops.deliveries set sha256 = repeat('0', 64) where delivery_id = ("
+            " select min(delivery_id) from marts.deliveries_used where study_id = ?)"
+            " returning delivery_id",
+            [STUDY],
+        ).fetchone()
+    monkeypatch.setenv("SMO_PUBLISH_DIR", str(refreshed_portfolio / "publish"))
+    monkeypatch.setenv("SMO_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    out = tmp_path / "pack"
+    assert main(["evidence", "--study", STUDY, "--out", str(out)]) == 0
+    notes = json.loads((out / "manifest.json").read_text())["notes"]
+    assert f"Lineage check: DIFFERS: deliveries {changed} of the published" in " ".join(notes)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
