@@ -194,6 +194,34 @@ def test_a_report_not_kept_is_rendered_from_the_kept_bi_file(
     assert f"as of {week}" in (out / f"reports/report-{week}.html").read_text()
 
 
+def test_each_week_gets_the_report_of_its_newest_kept_publish(
+    refreshed_portfolio: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Two kept publishes of the first week (history/ and their reports): the newer one's report
+    is the week's; a week with no kept publish has none."""
+    publish = tmp_path / "publish"
+    shutil.copytree(refreshed_portfolio / "publish", publish, symlinks=True)
+    weeks = _weeks(refreshed_portfolio)
+    for publish_id, text in (
+        ("20200101T000000000000Z", "older"),
+        ("20200102T000000000000Z", "newer"),
+    ):
+        kept = publish / "history" / f"oversight-{publish_id}.duckdb"
+        shutil.copyfile(refreshed_portfolio / "publish/oversight.duckdb", kept)
+        with duckdb.connect(str(kept)) as con:
+            con.execute("update meta set publish_id = ?, as_of_date = ?", [publish_id, weeks[0]])
+        (publish / "reports" / f"oversight-report-{publish_id}.html").write_text(text)
+    monkeypatch.setenv("SMO_PUBLISH_DIR", str(publish))
+    monkeypatch.setenv("SMO_WAREHOUSE_PATH", str(refreshed_portfolio / "warehouse.duckdb"))
+    out = tmp_path / "pack"
+    assert main(["evidence", "--study", STUDY, "--out", str(out)]) == 0
+    assert (out / f"reports/report-{weeks[0]}.html").read_text() == "newer"
+    assert not (out / f"reports/report-{weeks[1]}.html").exists()
+    current = next((publish / "reports").glob("oversight-report-2026*.html"))
+    assert (out / f"reports/report-{weeks[-1]}.html").read_bytes() == current.read_bytes()
+    assert "no report kept" in (out / "index.html").read_text()
+
+
 def test_actions_are_packed_when_the_publish_has_them(
     refreshed_portfolio: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
