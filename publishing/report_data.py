@@ -36,6 +36,27 @@ def meta(con: Connection) -> dict:
     return _rows(con, "select * from meta")[0]
 
 
+@dataclass(frozen=True)
+class KpiLabel:
+    """How the report names a KRI's KPI: readable name, unit and what its denominator counts,
+    as the published KRI definitions (marts.kri_catalog) say."""
+
+    label: str
+    unit: str
+    denominator: str
+
+
+def kpi_labels(con: Connection, level: str) -> dict[str, KpiLabel]:
+    """Each KRI's KPI (by kpi_id) as kri_catalog names it, the `level` ('site' or 'smo') row
+    where the KPI has one: the report never names a KPI from code."""
+    rows = con.execute(
+        "select kpi_id, label, unit, denominator_label from kri_catalog "
+        "order by level = ?, level, kri_id",
+        [level],
+    ).fetchall()
+    return {kpi: KpiLabel(label, unit, denominator) for kpi, label, unit, denominator in rows}
+
+
 # -- summary ------------------------------------------------------------------------------------
 
 
@@ -99,6 +120,7 @@ class Scorecard:
 
     current: list[dict]
     previous: dict[tuple[str, str], float | None]
+    labels: dict[str, KpiLabel] = field(default_factory=dict)
 
 
 def scorecard(con: Connection) -> Scorecard:
@@ -117,31 +139,29 @@ def scorecard(con: Connection) -> Scorecard:
     return Scorecard(
         current=[r for r in rows if r["age"] == 1],
         previous={(r["smo_id"], r["kpi_id"]): r["value"] for r in rows if r["age"] == 2},
+        labels=kpi_labels(con, "smo"),
     )
 
 
 # -- red sites ----------------------------------------------------------------------------------
 
 
-def kri_labels(con: Connection) -> dict[str, tuple[str, str]]:
-    """Each site KRI's readable name and unit, from the published KRI definitions
-    (marts.kri_catalog): the report never names a KRI from code."""
-    return {
-        kri: (label, unit)
-        for kri, label, unit in con.execute(
-            "select kri_id, label, unit from kri_catalog where level = 'site'"
-        ).fetchall()
-    }
+def kri_labels(con: Connection) -> dict[str, KpiLabel]:
+    """Each site KRI (by kri_id) as the published KRI definitions (kri_catalog) name it."""
+    rows = con.execute(
+        "select kri_id, label, unit, denominator_label from kri_catalog where level = 'site'"
+    ).fetchall()
+    return {kri: KpiLabel(label, unit, denominator) for kri, label, unit, denominator in rows}
 
 
 @dataclass(frozen=True)
 class RedSites:
     """The 15 riskiest sites with a red flag this week (site_risk_scores rows), every red
-    within-study flag this week (see `red_flags`) and the site KRIs' (label, unit)."""
+    within-study flag this week (see `red_flags`) and the site KRIs' labels."""
 
     sites: list[dict]
     flags: list[dict]
-    labels: dict[str, tuple[str, str]] = field(default_factory=dict)
+    labels: dict[str, KpiLabel] = field(default_factory=dict)
 
 
 def red_flags(con: Connection) -> list[dict]:
@@ -404,6 +424,7 @@ class Funnel:
     centre: float
     phi: float
     limits: dict[str, list[tuple[float, float]]]
+    label: KpiLabel | None = None
 
 
 def funnels(con: Connection) -> list[Funnel]:
@@ -414,7 +435,7 @@ def funnels(con: Connection) -> list[Funnel]:
         + _latest("site_flags", "comparison_group = 'portfolio' and method = 'funnel'")
         + " order by kri_id, site_id",
     )
-    result = []
+    result, labels = [], kri_labels(con)
     for kri in sorted({r["kri_id"] for r in rows}):
         group = [r for r in rows if r["kri_id"] == kri]
         usable = [r for r in group if (r["denominator"] or 0) > 0]
@@ -437,7 +458,7 @@ def funnels(con: Connection) -> list[Funnel]:
             for name, k in (("3σ", 3), ("2σ", 2))
             for side, z in (("upper", k), ("lower", -k))
         }
-        result.append(Funnel(kri, plotted, centre, phi, limits))
+        result.append(Funnel(kri, plotted, centre, phi, limits, labels.get(kri)))
     return result
 
 
@@ -455,9 +476,11 @@ class Trend:
     rows: list[dict]
     #: SMOs with no data for the KPI in the latest week, with the reason (smo_id, reason).
     no_data: list[dict] = field(default_factory=list)
+    label: KpiLabel | None = None
 
 
 def deviation_trends(con: Connection) -> list[Trend]:
+    labels = kpi_labels(con, "smo")
     return [
         Trend(
             kpi,
@@ -474,6 +497,7 @@ def deviation_trends(con: Connection) -> list[Trend]:
                 + " and no_data_reason is not null order by smo_id",
                 [kpi],
             ),
+            labels.get(kpi),
         )
         for kpi in TREND_KPIS
     ]

@@ -18,7 +18,7 @@ import csv
 import io
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from html import escape, unescape
 
 from core.tables import Cell, html_table, markdown_table
@@ -39,6 +39,7 @@ from publishing.report_data import (
     FlaggedSite,
     Funnel,
     Headline,
+    KpiLabel,
     PaymentsTimeliness,
     RedSites,
     Registry,
@@ -47,46 +48,20 @@ from publishing.report_data import (
     Trend,
 )
 
-#: How the report names and formats each KPI: label, unit, and what its denominator counts
-#: (funnel plot x axes). Formulas live in the dbt project (docs/kpis.md); this is display text.
-KPIS: dict[str, tuple[str, str, str]] = {
-    "sites_activated_share": ("Sites activated", "share", "roster sites"),
-    "on_time_activation": ("On-time activation", "share", "sites past planned date"),
-    "activation_cycle_days": ("Activation cycle", "days", "sites"),
-    "irb_approval_days": ("IRB approval", "days", "sites"),
-    "contract_execution_days": ("Contract execution", "days", "sites"),
-    "time_to_first_patient_days": ("Time to first patient", "days", "sites"),
-    "enrollment_rate": ("Enrollment rate", "per site-month", "site-months active"),
-    "percent_of_target": ("Randomized of target", "share", "target"),
-    "screen_failure_rate": ("Screen failure rate", "share", "subjects screened"),
-    "discontinuation_rate": ("Discontinuation rate", "share", "subjects randomized"),
-    "non_enrolling_site": ("Non-enrolling sites", "share", "sites active 90+ days"),
-    "deviations_per_visit": ("Deviations per visit", "per visit", "completed visits"),
-    "important_deviation_rate": (
-        "Important deviation rate",
-        "per 1,000 subject-days",
-        "subject-days",
-    ),
-    "important_deviation_share": ("Important deviation share", "share", "deviations"),
-    "important_eligibility_deviations_per_randomized": (
-        "Eligibility deviations per randomized",
-        "per subject",
-        "subjects randomized",
-    ),
-    "deviation_identification_days": ("Deviation identification", "days", "deviations"),
-    "deviation_reporting_days": ("Deviation reporting", "days", "deviations"),
-    "open_deviation_age_days": ("Open deviation age", "days", "open deviations"),
-    "entry_lag_mean_days": ("Data-entry lag", "days", "entered visits"),
-    "entry_lag_over_10d_share": ("Entered late (>10 d)", "share", "visits due for entry"),
-    "payment_cycle_days": ("Payment cycle", "days", "paid lines"),
-    "paid_within_terms_share": ("Paid within terms", "share", "paid lines"),
-    "unpaid_over_90d_share": ("Unpaid > 90 days", "share", "unpaid amount"),
-    "cost_per_randomized": ("Cost per randomized", "currency", "subjects randomized"),
-    "crc_turnover": ("CRC turnover", "per year", "CRC headcount-years"),
-    "sites_without_backup_crc": ("Sites without backup CRC", "share", "active sites"),
-    "randomized_per_crc_fte": ("Randomized per CRC FTE", "per FTE", "CRC FTE"),
-    "retroactive_changes": ("Retroactive changes", "count", "sites"),
-}
+#: The order KPIs are shown in (scorecard columns, funnel plots): enrollment, deviations, data
+#: timeliness, payments, staffing. Names, units and denominators come from the published KRI
+#: definitions (report_data.KpiLabel); this is only the display order.
+KPI_ORDER = (
+    "sites_activated_share", "on_time_activation", "activation_cycle_days", "irb_approval_days",
+    "contract_execution_days", "time_to_first_patient_days", "enrollment_rate",
+    "percent_of_target", "screen_failure_rate", "discontinuation_rate", "non_enrolling_site",
+    "deviations_per_visit", "important_deviation_rate", "important_deviation_share",
+    "important_eligibility_deviations_per_randomized", "deviation_identification_days",
+    "deviation_reporting_days", "open_deviation_age_days", "entry_lag_mean_days",
+    "entry_lag_over_10d_share", "payment_cycle_days", "paid_within_terms_share",
+    "unpaid_over_90d_share", "cost_per_randomized", "crc_turnover", "sites_without_backup_crc",
+    "randomized_per_crc_fte", "retroactive_changes",
+)  # fmt: skip
 
 STYLE = """
 :root { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #212121; }
@@ -176,8 +151,13 @@ def _fmt(value, unit: str = "", currency: str = "EUR") -> str:
 
 
 def _kpi_order(kpi: str) -> tuple[int, str]:
-    """KPIs in KPIS order (unknown ones last, by id)."""
-    return (list(KPIS).index(kpi) if kpi in KPIS else 999, kpi)
+    """KPIs in KPI_ORDER (unknown ones last, by id)."""
+    return (KPI_ORDER.index(kpi) if kpi in KPI_ORDER else 999, kpi)
+
+
+def _label(labels: dict[str, KpiLabel], kpi: str) -> KpiLabel:
+    """A KPI's published name, unit and denominator; its id when the definitions lack it."""
+    return labels.get(kpi) or KpiLabel(kpi, "", "denominator")
 
 
 def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
@@ -257,7 +237,7 @@ def headline_markdown(top: Headline) -> str:
 
 
 def _pivot(s: Scorecard) -> tuple[list[str], list[str], dict[tuple[str, str], dict], dict]:
-    """KPIs (columns, in KPIS order), SMOs (rows), the cell rows and each SMO's overall RAG."""
+    """KPIs (columns, in KPI_ORDER), SMOs (rows), the cell rows and each SMO's overall RAG."""
     kpis = sorted({r["kpi_id"] for r in s.current}, key=_kpi_order)
     smos = sorted({r["smo_id"] for r in s.current})
     cells = {(r["smo_id"], r["kpi_id"]): r for r in s.current}
@@ -272,7 +252,7 @@ def _overall_cell(smo: str, s: Scorecard, rag: str) -> Cell:
     return Cell(rag, css_class=f"rag-{rag}", attrs=attrs)
 
 
-def _scorecard_cell(smo: str, kpi: str, r: dict | None, before) -> Cell | None:
+def _scorecard_cell(smo: str, kpi: str, r: dict | None, before, unit: str) -> Cell | None:
     """The KRI's value in its RAG colour, with an arrow for the change since last week."""
     if r is None:
         return None
@@ -283,7 +263,6 @@ def _scorecard_cell(smo: str, kpi: str, r: dict | None, before) -> Cell | None:
             attrs={"data-smo": smo, "data-kpi": kpi, "data-rag": "no_data",
                    "title": r.get("no_data_reason") or "no data"},
         )  # fmt: skip
-    unit = KPIS.get(kpi, ("", "", ""))[1]
     arrow = ""
     if before is not None and r["value"] is not None and before != r["value"]:
         up = r["value"] > before
@@ -307,7 +286,7 @@ def scorecard(s: Scorecard) -> SectionHtml:
     kpis, smos, cells, overall = _pivot(s)
     header = ["SMO", "overall"] + [
         Cell(
-            f"{escape(KPIS.get(k, (k, '', ''))[0])}<br><small>{escape(KPIS.get(k, ('', '', ''))[1])}"
+            f"{escape(_label(s.labels, k).label)}<br><small>{escape(_label(s.labels, k).unit)}"
             "</small>",
             raw=True,
         )
@@ -317,7 +296,10 @@ def scorecard(s: Scorecard) -> SectionHtml:
     for smo in smos:
         rag = overall.get(smo) or ""
         kris = [
-            _scorecard_cell(smo, k, cells.get((smo, k)), s.previous.get((smo, k))) for k in kpis
+            _scorecard_cell(
+                smo, k, cells.get((smo, k)), s.previous.get((smo, k)), _label(s.labels, k).unit
+            )
+            for k in kpis
         ]
         rows.append([smo, _overall_cell(smo, s, rag), *kris])
     table, table_csv = _exported("scorecard", header, rows, table_class="scorecard")
@@ -342,12 +324,12 @@ def scorecard_markdown(s: Scorecard) -> str:
         + [
             ""
             if (r := cells.get((smo, kpi))) is None
-            else f"{_fmt(r['value'], KPIS.get(kpi, ('', '', ''))[1])} ({r['rag']})"
+            else f"{_fmt(r['value'], _label(s.labels, kpi).unit)} ({r['rag']})"
             for kpi in kpis
         ]
         for smo in smos
     ]
-    return markdown_table(["SMO", "overall", *(KPIS.get(k, (k,))[0] for k in kpis)], rows)
+    return markdown_table(["SMO", "overall", *(_label(s.labels, k).label for k in kpis)], rows)
 
 
 # -- red sites ----------------------------------------------------------------------------------
@@ -496,7 +478,7 @@ def red_sites(red: RedSites) -> SectionHtml:
     """The riskiest red sites, then every red flag with its value, comparator and test."""
 
     def labels(kris: str | None) -> str:
-        return ", ".join(red.labels.get(k, (k, ""))[0] for k in (kris or "").split(", ") if k)
+        return ", ".join(_label(red.labels, k).label for k in (kris or "").split(", ") if k)
 
     sites, sites_csv = _exported(
         "red-sites",
@@ -790,10 +772,10 @@ def enrollment(studies: list[StudyEnrollment]) -> SectionHtml:
 
 
 def funnels(plots: list[Funnel]) -> SectionHtml:
-    """One funnel plot per KRI, in KPIS order."""
+    """One funnel plot per KRI, in KPI_ORDER."""
     charts = []
     for f in sorted(plots, key=lambda f: _kpi_order(f.kri_id)):
-        label, unit, denominator = KPIS.get(f.kri_id, (f.kri_id, "", "denominator"))
+        label, unit, denominator = astuple(f.label or _label({}, f.kri_id))
         points = [
             (r["denominator"], r["value"], f"{r['site_id']}", r["flag"] or "") for r in f.plotted
         ]
@@ -828,7 +810,7 @@ def deviation_trends(trends: list[Trend]) -> SectionHtml:
     for trend in trends:
         rows, kpi = trend.rows, trend.kpi_id
         smos = sorted({r["smo_id"] for r in rows})
-        label, unit, _ = KPIS[kpi]
+        label, unit, _ = astuple(trend.label or _label({}, kpi))
         series = [
             Series(
                 smo,
