@@ -139,7 +139,8 @@ def _write_csvs(folder: Path, tables: list[CsvTable]) -> list[Path]:
     """The report's tables as `<folder>/<name>.csv`: written into a temporary folder, fsynced and
     renamed into place, so a folder without the leading dot is complete. Replaces a folder of
     the same name (the same publish rendered again)."""
-    temp = folder.with_name(f".{folder.name}.tmp")
+    # not `.tmp`: the publish removes `.*.tmp` files beside the BI file, this is a folder
+    temp = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
     for table in tables:

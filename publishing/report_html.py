@@ -2,13 +2,15 @@
 
 Each section function takes what its namesake in `publishing/report_data.py` returns and gives a
 `SectionHtml`: the section's body (tables through the project's one table helper,
-`core.tables.html_table`; charts from `publishing/charts.py`) and the ids of its charts. `page`
-puts the sections under one heading, navigation and stylesheet into a self-contained file (no
-script, nothing fetched). The scorecard and headline also have a Markdown view for Dagster
+`core.tables.html_table`; charts from `publishing/charts.py`), the ids of its charts and the
+tables it exports as CSV (`_exported`: the same header and cell text, so a CSV is exactly the
+table shown). `page` puts the sections under one heading, navigation and stylesheet into a
+self-contained file (no script, nothing fetched) and links each section's CSV files relatively.
+KPI names and units come with the data, from the published KRI definitions (kri_catalog). The scorecard and headline also have a Markdown view for Dagster
 metadata (`scorecard_markdown`, `headline_markdown`, through `core.tables.markdown_table`).
 
 To add a section: its data function in report_data.py, its function here (`def my_section(rows)
--> SectionHtml`, tables via `_table`/`html_table`, charts via `_grid`), and one `Section(...)` in
+-> SectionHtml`, tables via `_table`/`_exported`, charts via `_grid`), and one `Section(...)` in
 `SECTIONS` of publishing/report.py; the page's navigation and layout follow from that list.
 """
 
@@ -101,6 +103,7 @@ td.rag-incomplete { font-weight: 600; }
 .site-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr));
   gap: 12px; align-items: start; }
 .csv-links { font-size: 0.85rem; }
+table.episodes td:nth-child(2), table.episodes td:nth-child(3) { white-space: nowrap; }
 nav a { margin-right: 12px; font-size: 0.9rem; }
 @media print { .charts { grid-template-columns: 1fr; } }
 """
@@ -459,9 +462,9 @@ def needs_attention(a: Attention) -> SectionHtml:
     )
     note = (
         '<p class="note">QTL exceedances with no evaluation recorded (seed qtl_evaluations, as '
-        f"published) and red site flags that were not red last week. {a.persisting_red_flags} "
-        'red flags persist from earlier weeks: see <a href="#red-sites">Sites with red flags</a>.'
-        "</p>"
+        "published) and red site flags whose episode starts this week (not flagged last week, "
+        f"flag_status). {a.persisting_red_flags} red flags persist from earlier weeks: see "
+        '<a href="#red-sites">Sites with red flags</a>.</p>'
     )
     return SectionHtml((f"<ul>{items}</ul>" if items else NO_ROWS) + note)
 

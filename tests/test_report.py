@@ -715,6 +715,9 @@ def test_old_reports_take_their_csvs_with_them(published: Path, tmp_path: Path):
     first = write_report(work, keep=1)
     with duckdb.connect(str(published_path(work))) as con:
         con.execute("update meta set publish_id = publish_id || 'b'")
+    killed = work / f".oversight-report-{first.publish_id}x-csv.partial"  # a killed write's
+    killed.mkdir()
+    (killed / "red-flags.csv").write_text("site\n")
     second = write_report(work, keep=1)
     folders = sorted(p.name for p in work.glob("*-csv"))
     assert folders == [f"oversight-report-{second.publish_id}-csv"]
@@ -723,7 +726,7 @@ def test_old_reports_take_their_csvs_with_them(published: Path, tmp_path: Path):
     )
     assert first.publish_id != second.publish_id and second.csvs
     assert all(p.parent.name == folders[0] for p in second.csvs)
-    assert not list(work.rglob(".*.tmp"))
+    assert not [p for p in work.rglob(".*") if "csv" in p.name]  # no unfinished folder
 
 
 def test_actions_are_read_from_the_published_file_when_it_has_them(published: Path, tmp_path):
