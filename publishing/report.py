@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import duckdb
 
@@ -98,10 +98,9 @@ class ReportResult:
     csvs: list[Path]
 
 
-@dataclass(frozen=True)
-class Rendered:
+class Rendered(NamedTuple):
     """A rendered report: publish id, HTML, headline, chart ids, the scorecard as Markdown and
-    the tables as CSV."""
+    the tables as CSV (a tuple, so `publish_id, html, *_ = render(...)` reads it too)."""
 
     publish_id: str
     html: str
