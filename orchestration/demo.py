@@ -73,6 +73,7 @@ def _oversight_summary(published, report) -> list[str]:
     with duckdb.connect(str(published), read_only=True) as con:
         (as_of,) = con.execute("select as_of_date from meta").fetchall()[0]
         attention = report_data.needs_attention(con)
+        labels = report_data.kpi_labels(con, "smo")
         smos = con.execute(
             """
             select smo_id, list(kpi_id order by kpi_id) filter (where rag = 'red')
@@ -90,7 +91,8 @@ def _oversight_summary(published, report) -> list[str]:
     lines += [f"    - {line}" for _, line in items]
     lines.append(f"  red SMOs: {len(smos)}")
     lines += [
-        f"    - {smo}: red on " + ", ".join(report_html.KPIS.get(k, (k,))[0] for k in (kpis or []))
+        f"    - {smo}: red on "
+        + ", ".join(labels[k].label if k in labels else k for k in (kpis or []))
         for smo, kpis in smos
     ]
     lines.append(

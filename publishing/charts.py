@@ -190,6 +190,11 @@ class _Canvas:
         )
 
 
+def _data_x(x: X) -> str:
+    """An x value as a data attribute: ISO date or the number."""
+    return x.isoformat() if isinstance(x, dt.date) else repr(float(x))
+
+
 def _extent(values: Sequence[float], *, include_zero: bool = True) -> tuple[float, float]:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
@@ -233,7 +238,12 @@ def line_chart(
     hlines: Sequence[tuple[Number, str, str]] = (),
     x_dates: bool = True,
     note: str = "",
+    markers: bool = False,
+    height: int = HEIGHT,
 ) -> str:
+    """Lines over x (dates by default). `markers`: a dot per point carrying its data (`data-x`,
+    `data-y`) and its value on hover, for charts a reader checks week by week. `height`: of
+    the viewBox (compact charts are lower)."""
     # A point without a value (a KPI with no data that week) is left out, never drawn as 0.
     series = [
         dataclasses.replace(s, points=[p for p in s.points if p[1] is not None]) for s in series
@@ -248,7 +258,7 @@ def line_chart(
         return empty_chart(chart_id, title, x_label, y_label, "No data this week")
     canvas = _Canvas(
         chart_id, title, x_label, y_label, _extent(xs, include_zero=False), _extent(ys),
-        x_dates=x_dates,
+        x_dates=x_dates, height=height,
     )  # fmt: skip
     for band in bands:
         upper = [canvas.point(x, y) for x, y in zip(band.x, band.high, strict=True)]
@@ -275,7 +285,18 @@ def line_chart(
             f'<polyline class="line mark" fill="none" stroke="{s.colour}" stroke-width="2"'
             f'{dash} points="{points}"><title>{escape(s.name)}</title></polyline>'
         )
-        if len(s.points) == 1:
+        if markers:
+            canvas.add(
+                "".join(
+                    f'<circle class="point mark" r="2.5" fill="{s.colour}" '
+                    f'cx="{canvas.x(_num(x)):.1f}" cy="{canvas.y(float(y)):.1f}" '
+                    f'data-series="{escape(s.name)}" data-x="{escape(_data_x(x))}" '
+                    f'data-y="{float(y)!r}"><title>{escape(_data_x(x))}: {_format(float(y))}'
+                    "</title></circle>"
+                    for x, y in s.points
+                )
+            )
+        elif len(s.points) == 1:
             ((x, y),) = s.points
             canvas.add(
                 f'<circle class="mark" r="3" fill="{s.colour}" '

@@ -36,6 +36,27 @@ def meta(con: Connection) -> dict:
     return _rows(con, "select * from meta")[0]
 
 
+@dataclass(frozen=True)
+class KpiLabel:
+    """How the report names a KRI's KPI: readable name, unit and what its denominator counts,
+    as the published KRI definitions (marts.kri_catalog) say."""
+
+    label: str
+    unit: str
+    denominator: str
+
+
+def kpi_labels(con: Connection, level: str) -> dict[str, KpiLabel]:
+    """Each KRI's KPI (by kpi_id) as kri_catalog names it, the `level` ('site' or 'smo') row
+    where the KPI has one: the report never names a KPI from code."""
+    rows = con.execute(
+        "select kpi_id, label, unit, denominator_label from kri_catalog "
+        "order by level = ?, level, kri_id",
+        [level],
+    ).fetchall()
+    return {kpi: KpiLabel(label, unit, denominator) for kpi, label, unit, denominator in rows}
+
+
 # -- summary ------------------------------------------------------------------------------------
 
 
@@ -99,6 +120,7 @@ class Scorecard:
 
     current: list[dict]
     previous: dict[tuple[str, str], float | None]
+    labels: dict[str, KpiLabel] = field(default_factory=dict)
 
 
 def scorecard(con: Connection) -> Scorecard:
@@ -117,59 +139,61 @@ def scorecard(con: Connection) -> Scorecard:
     return Scorecard(
         current=[r for r in rows if r["age"] == 1],
         previous={(r["smo_id"], r["kpi_id"]): r["value"] for r in rows if r["age"] == 2},
+        labels=kpi_labels(con, "smo"),
     )
 
 
 # -- red sites ----------------------------------------------------------------------------------
 
 
+def kri_labels(con: Connection) -> dict[str, KpiLabel]:
+    """Each site KRI (by kri_id) as the published KRI definitions (kri_catalog) name it."""
+    rows = con.execute(
+        "select kri_id, label, unit, denominator_label from kri_catalog where level = 'site'"
+    ).fetchall()
+    return {kri: KpiLabel(label, unit, denominator) for kri, label, unit, denominator in rows}
+
+
 @dataclass(frozen=True)
 class RedSites:
-    """The 15 riskiest sites with a red flag this week (site_risk_scores rows) and every red
-    within-study flag this week (site_flags rows plus `weeks_red`, `weeks_published`)."""
+    """The 15 riskiest sites with a red flag this week (site_risk_scores rows), every red
+    within-study flag this week (see `red_flags`) and the site KRIs' labels."""
 
     sites: list[dict]
     flags: list[dict]
+    labels: dict[str, KpiLabel] = field(default_factory=dict)
 
 
 def red_flags(con: Connection) -> list[dict]:
-    """Every red site flag of the latest week (within the study), with its site's risk score and
-    `weeks_red`: how many weeks in a row, up to this one, the flag has been red (1 = new this
-    week), counted over site_flags' weekly rows; `weeks_published` is how many weeks there are."""
-    return _rows(
+    """Every red site flag of the latest week (within the study): the site_flags row with its
+    KRI's `kri_label` and `kri_unit` (kri_catalog), where its episode stands (flag_status:
+    `flag_status` new or persisting, `flag_age_weeks`, `first_flagged_week`; an episode is the
+    run of weeks flagged amber or red), the site's risk score and `open_action` (see
+    `oversight_actions`)."""
+    rows = _rows(
         con,
         """
-        with weeks as (
-            select as_of_date, row_number() over (order by as_of_date desc) as age
-            from (select distinct as_of_date from site_flags)
-        ),
-        red as (
-            select f.smo_id, f.study_id, f.site_id, f.kri_id, w.age,
-                   row_number() over (
-                       partition by f.smo_id, f.study_id, f.site_id, f.kri_id order by w.age
-                   ) as nth
-            from site_flags as f join weeks as w using (as_of_date)
-            where f.comparison_group = 'study' and f.flag = 'red'
-        ),
-        streaks as (
-            -- the run of red weeks that includes the latest week: age 1, 2, ... without a gap
-            select smo_id, study_id, site_id, kri_id, count(*) as weeks_red
-            from red where age = nth group by all
-        )
-        select f.*, s.weeks_red, (select count(*) from weeks) as weeks_published,
+        select f.*, k.label as kri_label, k.unit as kri_unit,
+               s.status as flag_status, s.age_weeks as flag_age_weeks, s.first_flagged_week,
                r.risk_score, r.kris_with_data
         from site_flags as f
-        join weeks as w on w.as_of_date = f.as_of_date and w.age = 1
-        join streaks as s
-            on s.smo_id = f.smo_id and s.study_id = f.study_id and s.site_id = f.site_id
+        left join kri_catalog as k on k.kri_id = f.kri_id and k.level = 'site'
+        left join flag_status as s
+            on s.as_of_date = f.as_of_date and s.comparison_group = f.comparison_group
+            and s.smo_id = f.smo_id and s.study_id = f.study_id and s.site_id = f.site_id
             and s.kri_id = f.kri_id
         left join site_risk_scores as r
             on r.as_of_date = f.as_of_date and r.smo_id = f.smo_id and r.study_id = f.study_id
             and r.site_id = f.site_id
-        where f.comparison_group = 'study' and f.flag = 'red'
+        where f.as_of_date = (select max(as_of_date) from site_flags)
+            and f.comparison_group = 'study' and f.flag = 'red'
         order by r.risk_score desc nulls last, f.smo_id, f.study_id, f.site_id, f.kri_id
         """,
     )
+    actions = oversight_actions(con)
+    for r in rows:
+        r["open_action"] = open_action(actions, r)
+    return rows
 
 
 def red_sites(con: Connection) -> RedSites:
@@ -179,7 +203,111 @@ def red_sites(con: Connection) -> RedSites:
         + _latest("site_risk_scores", "red_flags > 0")
         + " order by risk_score desc, site_id limit 15",
     )
-    return RedSites(sites, red_flags(con))
+    return RedSites(sites, red_flags(con), kri_labels(con))
+
+
+# -- oversight actions (the hook) ---------------------------------------------------------------
+
+#: The published actions mart (spec 2.5), built by the actions feed; absent from older publishes.
+ACTIONS_TABLE = "oversight_actions"
+#: Action statuses that leave a flag's action open.
+OPEN_STATUSES = ("OPEN", "IN_PROGRESS")
+
+
+def oversight_actions(con: Connection) -> list[dict]:
+    """The one place the report reads the sponsor's actions: every row of the published
+    `oversight_actions` (spec 2.5 columns: action_id, study_id, site_id, kri_id, status,
+    opened_date, due_date, owner, action_text, ...), [] when the publish has no such table."""
+    (present,) = con.execute(
+        "select count(*) from duckdb_tables() where table_name = ?", [ACTIONS_TABLE]
+    ).fetchall()[0]
+    if not present:
+        return []
+    return _rows(con, f"select * from {ACTIONS_TABLE}")
+
+
+def site_actions(actions: list[dict], site: dict) -> list[dict]:
+    """The actions on one site (its flags), newest first: a flagged site block's list."""
+    mine = [
+        a
+        for a in actions
+        if (a.get("study_id"), a.get("site_id")) == (site["study_id"], site["site_id"])
+    ]
+    return sorted(mine, key=lambda a: str(a.get("opened_date") or ""), reverse=True)
+
+
+def open_action(actions: list[dict], flag: dict) -> dict | None:
+    """The newest open action on a red flag (site and KRI), None when there is none."""
+    return next(
+        (
+            a
+            for a in site_actions(actions, flag)
+            if a.get("kri_id") == flag["kri_id"] and a.get("status") in OPEN_STATUSES
+        ),
+        None,
+    )
+
+
+# -- flagged sites ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlaggedSite:
+    """One site with a red flag this week: its risk-score row, its red flags (see `red_flags`),
+    the weekly values of each red KRI's KPI (kpi_weekly_history: per KRI, the 'site' rows and
+    its study's 'study' rows), its flag
+    episodes (flag_episodes, within the study, every KRI) and the actions on it."""
+
+    site: dict
+    flags: list[dict]
+    trends: dict[str, dict[str, list[dict]]]
+    episodes: list[dict]
+    actions: list[dict]
+
+
+def _kri_trend(
+    con: Connection, kri_id: str, study: str, smo: str | None = None, site: str | None = None
+) -> list[dict]:
+    """A site KRI's KPI per as-of week (kpi_weekly_history): at the site, or for its study."""
+    where = "h.level = 'site' and h.smo_id = ? and h.site_id = ?" if site else "h.level = 'study'"
+    return _rows(
+        con,
+        "select h.as_of_date, h.value from kpi_weekly_history as h "
+        "join kri_catalog as k on k.kpi_id = h.kpi_id and k.level = 'site' "
+        f"where k.kri_id = ? and h.study_id = ? and {where} order by h.as_of_date",
+        [kri_id, study, *((smo, site) if site else ())],
+    )
+
+
+def flagged_sites(con: Connection) -> list[FlaggedSite]:
+    """Every site with a red within-study flag this week, riskiest first."""
+    flags = red_flags(con)
+    actions = oversight_actions(con)
+    blocks = []
+    for site_key in dict.fromkeys((r["smo_id"], r["study_id"], r["site_id"]) for r in flags):
+        mine = [r for r in flags if (r["smo_id"], r["study_id"], r["site_id"]) == site_key]
+        smo, study, site_id = site_key
+        trends = {
+            r["kri_id"]: {
+                "site": _kri_trend(con, r["kri_id"], study, smo, site_id),
+                "study": _kri_trend(con, r["kri_id"], study),
+            }
+            for r in mine
+        }
+        episodes = _rows(
+            con,
+            "select e.*, k.label as kri_label "
+            + "from flag_episodes as e left join kri_catalog as k "
+            "on k.kri_id = e.kri_id and k.level = 'site' "
+            "where e.as_of_date = (select max(as_of_date) from flag_episodes) "
+            "and e.comparison_group = 'study' and e.smo_id = ? and e.study_id = ? "
+            "and e.site_id = ? order by e.first_flagged_week desc, e.kri_id",
+            list(site_key),
+        )
+        site = {"smo_id": site_key[0], "study_id": site_key[1], "site_id": site_key[2],
+                "risk_score": mine[0]["risk_score"]}  # fmt: skip
+        blocks.append(FlaggedSite(site, mine, trends, episodes, site_actions(actions, site)))
+    return blocks
 
 
 # -- quality tolerance limits -------------------------------------------------------------------
@@ -220,21 +348,22 @@ def qtls(con: Connection) -> list[dict]:
 
 @dataclass(frozen=True)
 class Attention:
-    """What a lead should act on this week: red flags new this week, and QTL exceedances with no
-    recorded evaluation (study_qtls status `exceeded_evaluation_due`)."""
+    """What a lead should act on this week: red flags whose episode starts this week (flag_status
+    new), and QTL exceedances with no recorded evaluation (study_qtls status
+    `exceeded_evaluation_due`)."""
 
     new_red_flags: list[dict]
     qtls_due: list[dict]
-    #: red flags this week that were already red last week (listed under red sites)
+    #: red flags this week whose episode started earlier (listed under red sites)
     persisting_red_flags: int = 0
 
 
 def needs_attention(con: Connection) -> Attention:
     flags = red_flags(con)
     return Attention(
-        new_red_flags=[r for r in flags if r["weeks_red"] == 1],
+        new_red_flags=[r for r in flags if r["flag_status"] == "new"],
         qtls_due=[r for r in qtls(con) if r["qtl_status"] == "exceeded_evaluation_due"],
-        persisting_red_flags=sum(1 for r in flags if r["weeks_red"] > 1),
+        persisting_red_flags=sum(1 for r in flags if r["flag_status"] != "new"),
     )
 
 
@@ -295,6 +424,7 @@ class Funnel:
     centre: float
     phi: float
     limits: dict[str, list[tuple[float, float]]]
+    label: KpiLabel | None = None
 
 
 def funnels(con: Connection) -> list[Funnel]:
@@ -305,7 +435,7 @@ def funnels(con: Connection) -> list[Funnel]:
         + _latest("site_flags", "comparison_group = 'portfolio' and method = 'funnel'")
         + " order by kri_id, site_id",
     )
-    result = []
+    result, labels = [], kri_labels(con)
     for kri in sorted({r["kri_id"] for r in rows}):
         group = [r for r in rows if r["kri_id"] == kri]
         usable = [r for r in group if (r["denominator"] or 0) > 0]
@@ -328,7 +458,7 @@ def funnels(con: Connection) -> list[Funnel]:
             for name, k in (("3σ", 3), ("2σ", 2))
             for side, z in (("upper", k), ("lower", -k))
         }
-        result.append(Funnel(kri, plotted, centre, phi, limits))
+        result.append(Funnel(kri, plotted, centre, phi, limits, labels.get(kri)))
     return result
 
 
@@ -346,9 +476,11 @@ class Trend:
     rows: list[dict]
     #: SMOs with no data for the KPI in the latest week, with the reason (smo_id, reason).
     no_data: list[dict] = field(default_factory=list)
+    label: KpiLabel | None = None
 
 
 def deviation_trends(con: Connection) -> list[Trend]:
+    labels = kpi_labels(con, "smo")
     return [
         Trend(
             kpi,
@@ -365,6 +497,7 @@ def deviation_trends(con: Connection) -> list[Trend]:
                 + " and no_data_reason is not null order by smo_id",
                 [kpi],
             ),
+            labels.get(kpi),
         )
         for kpi in TREND_KPIS
     ]

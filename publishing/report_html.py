@@ -2,21 +2,26 @@
 
 Each section function takes what its namesake in `publishing/report_data.py` returns and gives a
 `SectionHtml`: the section's body (tables through the project's one table helper,
-`core.tables.html_table`; charts from `publishing/charts.py`) and the ids of its charts. `page`
-puts the sections under one heading, navigation and stylesheet into a self-contained file (no
-script, nothing fetched). The scorecard and headline also have a Markdown view for Dagster
+`core.tables.html_table`; charts from `publishing/charts.py`), the ids of its charts and the
+tables it exports as CSV (`_exported`: the same header and cell text, so a CSV is exactly the
+table shown). `page` puts the sections under one heading, navigation and stylesheet into a
+self-contained file (no script, nothing fetched) and links each section's CSV files relatively.
+KPI names and units come with the data, from the published KRI definitions (kri_catalog). The scorecard and headline also have a Markdown view for Dagster
 metadata (`scorecard_markdown`, `headline_markdown`, through `core.tables.markdown_table`).
 
 To add a section: its data function in report_data.py, its function here (`def my_section(rows)
--> SectionHtml`, tables via `_table`/`html_table`, charts via `_grid`), and one `Section(...)` in
+-> SectionHtml`, tables via `_table`/`_exported`, charts via `_grid`), and one `Section(...)` in
 `SECTIONS` of publishing/report.py; the page's navigation and layout follow from that list.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from dataclasses import asdict, dataclass
-from html import escape
+import re
+from dataclasses import asdict, astuple, dataclass
+from html import escape, unescape
 
 from core.tables import Cell, html_table, markdown_table
 from publishing.charts import (
@@ -33,8 +38,10 @@ from publishing.charts import (
 from publishing.report_data import (
     Attention,
     DataStatus,
+    FlaggedSite,
     Funnel,
     Headline,
+    KpiLabel,
     PaymentsTimeliness,
     RedSites,
     Registry,
@@ -43,46 +50,20 @@ from publishing.report_data import (
     Trend,
 )
 
-#: How the report names and formats each KPI: label, unit, and what its denominator counts
-#: (funnel plot x axes). Formulas live in the dbt project (docs/kpis.md); this is display text.
-KPIS: dict[str, tuple[str, str, str]] = {
-    "sites_activated_share": ("Sites activated", "share", "roster sites"),
-    "on_time_activation": ("On-time activation", "share", "sites past planned date"),
-    "activation_cycle_days": ("Activation cycle", "days", "sites"),
-    "irb_approval_days": ("IRB approval", "days", "sites"),
-    "contract_execution_days": ("Contract execution", "days", "sites"),
-    "time_to_first_patient_days": ("Time to first patient", "days", "sites"),
-    "enrollment_rate": ("Enrollment rate", "per site-month", "site-months active"),
-    "percent_of_target": ("Randomized of target", "share", "target"),
-    "screen_failure_rate": ("Screen failure rate", "share", "subjects screened"),
-    "discontinuation_rate": ("Discontinuation rate", "share", "subjects randomized"),
-    "non_enrolling_site": ("Non-enrolling sites", "share", "sites active 90+ days"),
-    "deviations_per_visit": ("Deviations per visit", "per visit", "completed visits"),
-    "important_deviation_rate": (
-        "Important deviation rate",
-        "per 1,000 subject-days",
-        "subject-days",
-    ),
-    "important_deviation_share": ("Important deviation share", "share", "deviations"),
-    "important_eligibility_deviations_per_randomized": (
-        "Eligibility deviations per randomized",
-        "per subject",
-        "subjects randomized",
-    ),
-    "deviation_identification_days": ("Deviation identification", "days", "deviations"),
-    "deviation_reporting_days": ("Deviation reporting", "days", "deviations"),
-    "open_deviation_age_days": ("Open deviation age", "days", "open deviations"),
-    "entry_lag_mean_days": ("Data-entry lag", "days", "entered visits"),
-    "entry_lag_over_10d_share": ("Entered late (>10 d)", "share", "visits due for entry"),
-    "payment_cycle_days": ("Payment cycle", "days", "paid lines"),
-    "paid_within_terms_share": ("Paid within terms", "share", "paid lines"),
-    "unpaid_over_90d_share": ("Unpaid > 90 days", "share", "unpaid amount"),
-    "cost_per_randomized": ("Cost per randomized", "currency", "subjects randomized"),
-    "crc_turnover": ("CRC turnover", "per year", "CRC headcount-years"),
-    "sites_without_backup_crc": ("Sites without backup CRC", "share", "active sites"),
-    "randomized_per_crc_fte": ("Randomized per CRC FTE", "per FTE", "CRC FTE"),
-    "retroactive_changes": ("Retroactive changes", "count", "sites"),
-}
+#: The order KPIs are shown in (scorecard columns, funnel plots): enrollment, deviations, data
+#: timeliness, payments, staffing. Names, units and denominators come from the published KRI
+#: definitions (report_data.KpiLabel); this is only the display order.
+KPI_ORDER = (
+    "sites_activated_share", "on_time_activation", "activation_cycle_days", "irb_approval_days",
+    "contract_execution_days", "time_to_first_patient_days", "enrollment_rate",
+    "percent_of_target", "screen_failure_rate", "discontinuation_rate", "non_enrolling_site",
+    "deviations_per_visit", "important_deviation_rate", "important_deviation_share",
+    "important_eligibility_deviations_per_randomized", "deviation_identification_days",
+    "deviation_reporting_days", "open_deviation_age_days", "entry_lag_mean_days",
+    "entry_lag_over_10d_share", "payment_cycle_days", "paid_within_terms_share",
+    "unpaid_over_90d_share", "cost_per_randomized", "crc_turnover", "sites_without_backup_crc",
+    "randomized_per_crc_fte", "retroactive_changes",
+)  # fmt: skip
 
 STYLE = """
 :root { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #212121; }
@@ -117,6 +98,12 @@ td.rag-incomplete { font-weight: 600; }
 .arrow { font-size: 0.8em; margin-left: 4px; } .better { color: #2e7d32; } .worse { color: #c62828; }
 .stale { color: #c62828; font-weight: 600; }
 .note { color: #616161; font-size: 0.85rem; }
+.site-block { border-top: 1px solid #e0e0e0; margin-top: 12px; }
+.site-block h3 { margin: 8px 0 4px; } .site-block h4 { margin: 6px 0 2px; font-size: 0.9rem; }
+.site-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr));
+  gap: 12px; align-items: start; }
+.csv-links { font-size: 0.85rem; }
+table.episodes td:nth-child(2), table.episodes td:nth-child(3) { white-space: nowrap; }
 nav a { margin-right: 12px; font-size: 0.9rem; }
 @media print { .charts { grid-template-columns: 1fr; } }
 """
@@ -126,11 +113,30 @@ NO_ROWS = '<p class="note">None.</p>'
 
 
 @dataclass(frozen=True)
+class CsvTable:
+    """A table of the report as CSV: `name` (the file `<name>.csv`), its header and rows as the
+    page shows them (each cell's text), written beside the report (publishing/report.py)."""
+
+    name: str
+    header: list[str]
+    rows: list[list[str]]
+
+    def text(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.header)
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+
+@dataclass(frozen=True)
 class SectionHtml:
-    """A section's body and the ids of the charts in it, in page order."""
+    """A section's body, the ids of the charts in it and the tables it exports as CSV, in page
+    order."""
 
     html: str
     charts: tuple[str, ...] = ()
+    csvs: tuple[CsvTable, ...] = ()
 
 
 def _fmt(value, unit: str = "", currency: str = "EUR") -> str:
@@ -148,13 +154,45 @@ def _fmt(value, unit: str = "", currency: str = "EUR") -> str:
 
 
 def _kpi_order(kpi: str) -> tuple[int, str]:
-    """KPIs in KPIS order (unknown ones last, by id)."""
-    return (list(KPIS).index(kpi) if kpi in KPIS else 999, kpi)
+    """KPIs in KPI_ORDER (unknown ones last, by id)."""
+    return (KPI_ORDER.index(kpi) if kpi in KPI_ORDER else 999, kpi)
+
+
+def _label(labels: dict[str, KpiLabel], kpi: str) -> KpiLabel:
+    """A KPI's published name, unit and denominator; its id when the definitions lack it."""
+    return labels.get(kpi) or KpiLabel(kpi, "", "denominator")
 
 
 def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
     """A list table of the report ("None." when it has no rows)."""
     return html_table(header, rows, numeric=numeric, empty=NO_ROWS)
+
+
+def cell_text(cell: object) -> str:
+    """A table cell's text as CSV holds it: what the reader sees, with a unit under a label
+    (`<br><small>`) in parentheses and week-on-week arrows (`span.arrow`, hover detail) left
+    out."""
+    if not isinstance(cell, Cell):
+        return "" if cell is None else " ".join(str(cell).split())
+    if cell.value is None:
+        return ""
+    text = str(cell.value)
+    if cell.raw:
+        text = re.sub(r'<span class="arrow[^"]*"[^>]*>.*?</span>', "", text)
+        text = re.sub(r"<br\s*/?>\s*<small>(.*?)</small>", r" (\1)", text)
+        text = unescape(re.sub(r"<[^>]*>", "", re.sub(r"<br\s*/?>", " ", text)))
+    return " ".join(text.split())
+
+
+def _exported(
+    name: str, header: list, rows: list[list], numeric: set[int] = frozenset(), table_class=""
+) -> tuple[str, CsvTable]:
+    """A list table of the report (inside `<div data-csv=name>`) and the same header and rows,
+    as the page shows them, for `<name>.csv`."""
+    table = html_table(header, rows, numeric=numeric, table_class=table_class, empty=NO_ROWS)
+    return f'<div class="exported" data-csv="{escape(name)}">{table}</div>', CsvTable(
+        name, [cell_text(h) for h in header], [[cell_text(c) for c in row] for row in rows]
+    )
 
 
 def _grid(charts: list[tuple[str, str]]) -> SectionHtml:
@@ -202,7 +240,7 @@ def headline_markdown(top: Headline) -> str:
 
 
 def _pivot(s: Scorecard) -> tuple[list[str], list[str], dict[tuple[str, str], dict], dict]:
-    """KPIs (columns, in KPIS order), SMOs (rows), the cell rows and each SMO's overall RAG."""
+    """KPIs (columns, in KPI_ORDER), SMOs (rows), the cell rows and each SMO's overall RAG."""
     kpis = sorted({r["kpi_id"] for r in s.current}, key=_kpi_order)
     smos = sorted({r["smo_id"] for r in s.current})
     cells = {(r["smo_id"], r["kpi_id"]): r for r in s.current}
@@ -217,7 +255,7 @@ def _overall_cell(smo: str, s: Scorecard, rag: str) -> Cell:
     return Cell(rag, css_class=f"rag-{rag}", attrs=attrs)
 
 
-def _scorecard_cell(smo: str, kpi: str, r: dict | None, before) -> Cell | None:
+def _scorecard_cell(smo: str, kpi: str, r: dict | None, before, unit: str) -> Cell | None:
     """The KRI's value in its RAG colour, with an arrow for the change since last week."""
     if r is None:
         return None
@@ -228,7 +266,6 @@ def _scorecard_cell(smo: str, kpi: str, r: dict | None, before) -> Cell | None:
             attrs={"data-smo": smo, "data-kpi": kpi, "data-rag": "no_data",
                    "title": r.get("no_data_reason") or "no data"},
         )  # fmt: skip
-    unit = KPIS.get(kpi, ("", "", ""))[1]
     arrow = ""
     if before is not None and r["value"] is not None and before != r["value"]:
         up = r["value"] > before
@@ -252,7 +289,7 @@ def scorecard(s: Scorecard) -> SectionHtml:
     kpis, smos, cells, overall = _pivot(s)
     header = ["SMO", "overall"] + [
         Cell(
-            f"{escape(KPIS.get(k, (k, '', ''))[0])}<br><small>{escape(KPIS.get(k, ('', '', ''))[1])}"
+            f"{escape(_label(s.labels, k).label)}<br><small>{escape(_label(s.labels, k).unit)}"
             "</small>",
             raw=True,
         )
@@ -262,18 +299,23 @@ def scorecard(s: Scorecard) -> SectionHtml:
     for smo in smos:
         rag = overall.get(smo) or ""
         kris = [
-            _scorecard_cell(smo, k, cells.get((smo, k)), s.previous.get((smo, k))) for k in kpis
+            _scorecard_cell(
+                smo, k, cells.get((smo, k)), s.previous.get((smo, k)), _label(s.labels, k).unit
+            )
+            for k in kpis
         ]
         rows.append([smo, _overall_cell(smo, s, rag), *kris])
+    table, table_csv = _exported("scorecard", header, rows, table_class="scorecard")
     return SectionHtml(
-        html_table(header, rows, table_class="scorecard")
+        table
         + '<p class="note">Cell colour: RAG against the KRI thresholds (seeds/kri_definitions.csv). '
         "Arrows: change since last week, green when better, red when worse; hover for last "
         "week's value.</p>"
         + '<p class="note legend">Grey <b>no data</b>: the SMO did not deliver what the KPI needs '
         "(a feed, or a column its format does not carry; hover for the reason), never counted as "
         "green. Overall <b>incomplete</b>: a feed or column the SMO is contracted to deliver "
-        "(seeds/smo_feed_contracts.csv) is missing.</p>"
+        "(seeds/smo_feed_contracts.csv) is missing.</p>",
+        csvs=(table_csv,),
     )
 
 
@@ -285,12 +327,12 @@ def scorecard_markdown(s: Scorecard) -> str:
         + [
             ""
             if (r := cells.get((smo, kpi))) is None
-            else f"{_fmt(r['value'], KPIS.get(kpi, ('', '', ''))[1])} ({r['rag']})"
+            else f"{_fmt(r['value'], _label(s.labels, kpi).unit)} ({r['rag']})"
             for kpi in kpis
         ]
         for smo in smos
     ]
-    return markdown_table(["SMO", "overall", *(KPIS.get(k, (k,))[0] for k in kpis)], rows)
+    return markdown_table(["SMO", "overall", *(_label(s.labels, k).label for k in kpis)], rows)
 
 
 # -- red sites ----------------------------------------------------------------------------------
@@ -314,10 +356,9 @@ RISK_SCALE = (
 )
 
 
-def _kri(kri_id: str) -> tuple[str, str]:
-    """A KRI's readable name and unit (KPIS), its id when unknown."""
-    label, unit, _ = KPIS.get(kri_id, (kri_id, "", ""))
-    return label, unit
+def _kri(r: dict) -> tuple[str, str]:
+    """A flag's KRI name and unit as published (kri_catalog); its id when the catalog lacks it."""
+    return r.get("kri_label") or r["kri_id"], r.get("kri_unit") or ""
 
 
 def _num(value) -> str:
@@ -349,7 +390,7 @@ def _red_rule(r: dict) -> str:
         return {"low": f"z < -{_num(red)}", "both": f"|z| > {_num(red)}"}.get(
             direction, f"z > {_num(red)}"
         )
-    unit = _kri(r["kri_id"])[1]
+    unit = _kri(r)[1]
     return {"low": f"value < {_value(red, unit)}", "both": f"|value| > {_value(red, unit)}"}.get(
         direction, f"value > {_value(red, unit)}"
     )
@@ -363,22 +404,35 @@ def _test(r: dict) -> str:
 
 
 def _red_for(r: dict) -> str:
-    weeks = r["weeks_red"]
-    if weeks == 1:
+    """Where the flag's episode stands (flag_status): new this week, or flagged N weeks."""
+    if r.get("flag_status") == "new":
         return "new this week"
-    since = " (every published week)" if weeks == r["weeks_published"] else ""
-    return f"red {weeks} weeks in a row{since}"
+    weeks = r.get("flag_age_weeks")
+    if weeks is None:
+        return "flag history not published"
+    return f"flagged {weeks} weeks (since {r['first_flagged_week']})"
+
+
+def _action_line(a: dict) -> str:
+    """One oversight action in a line: id, status, dates, owner, what."""
+    dates = f"opened {a.get('opened_date') or '–'}, due {a.get('due_date') or '–'}"
+    closed = f", closed {a['closed_date']}" if a.get("closed_date") else ""
+    return (
+        f"{a.get('action_id') or ''} {a.get('status') or ''} ({dates}{closed}; "
+        f"{a.get('owner') or 'no owner'}): {a.get('action_text') or ''}"
+    ).strip()
 
 
 def red_flag_line(r: dict) -> str:
     """One red flag in one sentence: site, KRI, value against its study, the test, how long."""
-    label, unit = _kri(r["kri_id"])
+    label, unit = _kri(r)
     score = "–" if r["risk_score"] is None else f"{r['risk_score']:.1f}/100"
+    action = _action_line(r["open_action"]) if r.get("open_action") else "no open action"
     return (
         f"{r['site_id']} ({r['smo_id']}, {r['study_id']}): {label} {_value(r['value'], unit)} "
         f"vs {_value(r['group_value'], unit)} for its study ({_test(r)}; "
         f"{_num(r['numerator'])} of {_num(r['denominator'])}); {_red_for(r)}; "
-        f"site risk score {score}"
+        f"site risk score {score}; {action}"
     )
 
 
@@ -408,9 +462,9 @@ def needs_attention(a: Attention) -> SectionHtml:
     )
     note = (
         '<p class="note">QTL exceedances with no evaluation recorded (seed qtl_evaluations, as '
-        f"published) and red site flags that were not red last week. {a.persisting_red_flags} "
-        'red flags persist from earlier weeks: see <a href="#red-sites">Sites with red flags</a>.'
-        "</p>"
+        "published) and red site flags whose episode starts this week (not flagged last week, "
+        f"flag_status). {a.persisting_red_flags} red flags persist from earlier weeks: see "
+        '<a href="#red-sites">Sites with red flags</a>.</p>'
     )
     return SectionHtml((f"<ul>{items}</ul>" if items else NO_ROWS) + note)
 
@@ -425,14 +479,18 @@ def _flag_cell(key: str, field_name: str, text: str, number) -> Cell:
 
 def red_sites(red: RedSites) -> SectionHtml:
     """The riskiest red sites, then every red flag with its value, comparator and test."""
-    sites = _table(
+
+    def labels(kris: str | None) -> str:
+        return ", ".join(_label(red.labels, k).label for k in (kris or "").split(", ") if k)
+
+    sites, sites_csv = _exported(
+        "red-sites",
         ["site", "SMO", "study", "country", "risk score (0-100)", "from KRIs", "red KRIs",
          "amber KRIs"],
         [
             [r["site_id"], r["smo_id"], r["study_id"], r["country"] or "",
              "–" if r["risk_score"] is None else f"{r['risk_score']:.1f}", _kris_with_data(r),
-             ", ".join(_kri(k)[0] for k in (r["red_kris"] or "").split(", ") if k),
-             ", ".join(_kri(k)[0] for k in (r["amber_kris"] or "").split(", ") if k)]
+             labels(r["red_kris"]), labels(r["amber_kris"])]
             for r in red.sites
         ],
         {4, 5},
@@ -440,22 +498,32 @@ def red_sites(red: RedSites) -> SectionHtml:
     rows = []
     for r in red.flags:
         key = f"{r['smo_id']}|{r['study_id']}|{r['site_id']}|{r['kri_id']}"
-        label, unit = _kri(r["kri_id"])
+        label, unit = _kri(r)
         z = r["z_score"] if r["method"] == "funnel" else None
+        age = (
+            "new this week"
+            if r["flag_status"] == "new"
+            else ("–" if r["flag_age_weeks"] is None else f"{r['flag_age_weeks']} weeks")
+        )
+        action = r.get("open_action")
         rows.append([
-            r["site_id"], r["smo_id"], r["study_id"],
+            Cell(f'<a href="#{_site_anchor(r)}">{escape(r["site_id"])}</a>', raw=True),
+            r["smo_id"], r["study_id"],
             Cell(f"{escape(label)}<br><small>{escape(unit)}</small>", raw=True,
-                 attrs={"title": r["kri_id"], "data-flag": key}),
+                 attrs={"title": r["kri_id"], "data-flag": key, "data-field": "kri",
+                        "data-label": label, "data-unit": unit}),
             _flag_cell(key, "value", _short(r["value"], unit), r["value"]),
             _flag_cell(key, "group_value", _short(r["group_value"], unit), r["group_value"]),
             _flag_cell(key, "z_score", "–" if z is None else _num(round(z, 1)), z),
             _flag_cell(key, "red_threshold", _red_rule(r), r["red_threshold"]),
             _flag_cell(key, "numerator", _num(r["numerator"]), r["numerator"]),
             _flag_cell(key, "denominator", _num(r["denominator"]), r["denominator"]),
-            _flag_cell(key, "weeks_red", "new this week" if r["weeks_red"] == 1
-                       else f"{r['weeks_red']} weeks", r["weeks_red"]),
+            _flag_cell(key, "flag_age_weeks", age, r["flag_age_weeks"]),
+            Cell(_action_line(action) if action else "none",
+                 attrs={"data-flag": key, "data-field": "open_action"}),
         ])  # fmt: skip
-    flags = _table(
+    flags, flags_csv = _exported(
+        "red-flags",
         [
             "site",
             "SMO",
@@ -467,7 +535,8 @@ def red_sites(red: RedSites) -> SectionHtml:
             "red at",
             "numerator",
             "denominator",
-            "red for",
+            "flagged for",
+            "open action",
         ],
         rows,
         {4, 5, 6, 8, 9},
@@ -477,9 +546,106 @@ def red_sites(red: RedSites) -> SectionHtml:
         + f'<p class="note">{escape(RISK_SCALE)}</p>'
         + f"<h3>Red flags this week ({len(red.flags)})</h3>"
         + '<p class="note">Each site is compared with the sites of its study: the study value '
-        "is their pooled rate (all numerators over all denominators). Funnel KRIs are red when the over-dispersion-adjusted "
-        "z-score passes the limit, fixed KRIs when the value does (seeds/kri_definitions.csv). "
-        "'Red for': the weeks in a row, up to this one, the flag has been red.</p>" + flags
+        "is their pooled rate (all numerators over all denominators). Funnel KRIs are red when "
+        "the over-dispersion-adjusted z-score passes the limit, fixed KRIs when the value does. "
+        "KRI names, units and thresholds are the published KRI definitions (kri_catalog). "
+        "'Flagged for': the calendar weeks since the flag's episode began (amber or red in a "
+        "row, flag_status); 'open action': the sponsor's open action on the flag.</p>" + flags,
+        csvs=(sites_csv, flags_csv),
+    )
+
+
+def _site_anchor(r: dict) -> str:
+    """The id of a flagged site's block (linked from the red-flag table)."""
+    raw = f"site-{r['smo_id']}-{r['study_id']}-{r['site_id']}"
+    return re.sub(r"[^A-Za-z0-9_-]", "-", raw)
+
+
+# -- flagged sites ------------------------------------------------------------------------------
+
+#: flag_episodes' status this week as the report says it.
+EPISODE_NOW = {"new": "new this week", "persisting": "persisting", "resolved": "resolved this week"}
+
+
+def _episode_row(site: dict, e: dict) -> list:
+    """One flag episode of a site (flag_episodes), its site first (dropped in the site's block)."""
+    now = EPISODE_NOW.get(e["status_this_week"] or "", "not evaluated this week")
+    status = (f"resolved {e['resolved_week']}" if e["status"] == "resolved"
+              else f"open, {e['age_weeks']} weeks ({now})")  # fmt: skip
+    return [
+        site["smo_id"], site["study_id"], site["site_id"],
+        Cell(e["kri_label"] or e["kri_id"], attrs={"title": e["kri_id"]}),
+        str(e["first_flagged_week"]), str(e["last_flagged_week"]), e["weeks_flagged"],
+        Cell(e["peak_severity"], css_class=f"rag-{e['peak_severity']}"), status,
+    ]  # fmt: skip
+
+
+EPISODE_HEADER = ["SMO", "study", "site", "KRI", "first flagged", "last flagged",
+                  "weeks flagged", "peak", "status"]  # fmt: skip
+
+
+def _site_chart(b: FlaggedSite, r: dict) -> tuple[str, str]:
+    """The red KRI's weekly value at the site against its study's, with the red limit of a
+    fixed KRI."""
+    label, unit = _kri(r)
+    chart_id = f"{_site_anchor(r)}-{r['kri_id'].replace('_', '-')}"
+    trend = b.trends.get(r["kri_id"], {})
+    series = [
+        Series(r["site_id"], [(t["as_of_date"], t["value"]) for t in trend.get("site", [])],
+               PALETTE[1]),
+        Series("study", [(t["as_of_date"], t["value"]) for t in trend.get("study", [])],
+               "#757575", dashed=True),
+    ]  # fmt: skip
+    hlines = [(r["red_threshold"], "red limit", "#c62828")] if r["method"] == "fixed" else []
+    return chart_id, line_chart(
+        chart_id,
+        f"{label}: {r['site_id']} week by week",
+        "as-of week",
+        f"{label} ({unit})",
+        series,
+        hlines=hlines,
+        markers=True,
+        height=220,
+    )
+
+
+def flagged_sites(blocks: list[FlaggedSite]) -> SectionHtml:
+    """Per site with a red flag: its red KRIs week by week, its flag episodes, the actions."""
+    html, charts, history = [], [], []
+    for b in blocks:
+        site = b.site
+        rows = [_episode_row(site, e) for e in b.episodes]
+        history += rows
+        figures = [_site_chart(b, r) for r in b.flags]
+        charts += [chart_id for chart_id, _ in figures]
+        actions = (
+            "<ul>" + "".join(f"<li>{escape(_action_line(a))}</li>" for a in b.actions) + "</ul>"
+            if b.actions
+            else '<p class="note">No action recorded.</p>'
+        )
+        score = "–" if site["risk_score"] is None else f"{site['risk_score']:.1f}/100"
+        html.append(
+            f'<article class="site-block" id="{_site_anchor(site)}" '
+            f'data-site="{escape(site["smo_id"])}|{escape(site["study_id"])}|'
+            f'{escape(site["site_id"])}">'
+            f"<h3>{escape(site['site_id'])} · {escape(site['smo_id'])} · "
+            f"{escape(site['study_id'])} · risk score {score}</h3>"
+            '<div class="site-grid">'
+            + "".join(svg for _, svg in figures)
+            + '<div class="site-history"><h4>Flag history</h4>'
+            + html_table(EPISODE_HEADER[3:], [row[3:] for row in rows],
+                         numeric={3}, table_class="episodes", empty=NO_ROWS)
+            + f"<h4>Actions</h4>{actions}</div></div></article>"
+        )  # fmt: skip
+    _, history_csv = _exported("flag-history", EPISODE_HEADER, history)
+    return SectionHtml(
+        '<p class="note">Every site with a red flag this week, riskiest first: each red KRI '
+        "week by week (the site against its study, from kpi_weekly_history; a fixed KRI with "
+        "its red limit), every flag episode of the site within its study (flag_episodes: a run "
+        "of weeks flagged amber or red) and the sponsor's actions on the site.</p>"
+        + ("".join(html) or NO_ROWS),
+        tuple(charts),
+        (history_csv,),
     )
 
 
@@ -518,24 +684,26 @@ def qtls(rows: list[dict]) -> SectionHtml:
             q["weeks_exceeded"] or "",
             evaluation,
         ])  # fmt: skip
+    table, table_csv = _exported(
+        "qtls",
+        [
+            "study",
+            "quality tolerance limit",
+            "value",
+            "limit",
+            "numerator / denominator",
+            "status",
+            "weeks exceeded in a row",
+            "evaluation",
+        ],
+        table_rows,
+        {2, 3, 4, 6},
+    )
     return SectionHtml(
-        _table(
-            [
-                "study",
-                "quality tolerance limit",
-                "value",
-                "limit",
-                "numerator / denominator",
-                "status",
-                "weeks exceeded in a row",
-                "evaluation",
-            ],
-            table_rows,
-            {2, 3, 4, 6},
-        )
-        + '<p class="note">Study-level quality tolerance limits (ICH E6(R3) 3.10.1.3, seed '
+        table + '<p class="note">Study-level quality tolerance limits (ICH E6(R3) 3.10.1.3, seed '
         "qtl_definitions). An exceedance needs a recorded evaluation (seed qtl_evaluations); "
-        "'no data' means the study has no value for the parameter yet.</p>"
+        "'no data' means the study has no value for the parameter yet.</p>",
+        csvs=(table_csv,),
     )
 
 
@@ -607,10 +775,10 @@ def enrollment(studies: list[StudyEnrollment]) -> SectionHtml:
 
 
 def funnels(plots: list[Funnel]) -> SectionHtml:
-    """One funnel plot per KRI, in KPIS order."""
+    """One funnel plot per KRI, in KPI_ORDER."""
     charts = []
     for f in sorted(plots, key=lambda f: _kpi_order(f.kri_id)):
-        label, unit, denominator = KPIS.get(f.kri_id, (f.kri_id, "", "denominator"))
+        label, unit, denominator = astuple(f.label or _label({}, f.kri_id))
         points = [
             (r["denominator"], r["value"], f"{r['site_id']}", r["flag"] or "") for r in f.plotted
         ]
@@ -645,7 +813,7 @@ def deviation_trends(trends: list[Trend]) -> SectionHtml:
     for trend in trends:
         rows, kpi = trend.rows, trend.kpi_id
         smos = sorted({r["smo_id"] for r in rows})
-        label, unit, _ = KPIS[kpi]
+        label, unit, _ = astuple(trend.label or _label({}, kpi))
         series = [
             Series(
                 smo,
@@ -860,11 +1028,32 @@ def data_status(d: DataStatus) -> SectionHtml:
 # -- the page -----------------------------------------------------------------------------------
 
 
+def csv_folder(publish_id: str) -> str:
+    """The folder, beside the report, holding its tables as CSV (named for the publish, so the
+    latest report and its kept copy link to the same relative path)."""
+    return f"oversight-report-{publish_id}-csv"
+
+
+def _csv_links(folder: str, csvs: tuple[CsvTable, ...]) -> str:
+    """Relative links to a section's tables as CSV."""
+    if not csvs:
+        return ""
+    links = " · ".join(
+        f'<a href="{escape(folder)}/{escape(c.name)}.csv" data-csv-link="{escape(c.name)}">'
+        f"{escape(c.name)}.csv</a>"
+        for c in csvs
+    )
+    return f'<p class="csv-links">Tables as CSV (the rows shown): {links}</p>'
+
+
 def page(meta: dict, top: Headline, sections: list[tuple[str, str, SectionHtml]]) -> str:
     """The whole report: title, publish line, navigation, then each (key, title, body) section."""
     nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title, _ in sections)
+    folder = csv_folder(meta["publish_id"])
     body = "".join(
-        f'<section id="{key}"><h2>{escape(title)}</h2>{content.html}</section>'
+        f'<section id="{key}"><h2>{escape(title)}</h2>{content.html}'
+        + _csv_links(folder, content.csvs)
+        + "</section>"
         for key, title, content in sections
     )
     return (

@@ -188,6 +188,13 @@ def _number(text: str) -> int:
     return int(text.replace(",", ""))
 
 
+def site_chart_id(smo: str, study: str, site: str, kri: str) -> str:
+    """The id of a flagged site's chart of one red KRI (written out here, not imported)."""
+    return (
+        re.sub(r"[^A-Za-z0-9_-]", "-", f"site-{smo}-{study}-{site}") + "-" + kri.replace("_", "-")
+    )
+
+
 def _expected_charts(con: duckdb.DuckDBPyConnection) -> set[str]:
     studies = con.execute(
         "select count(*) from study_enrollment "
@@ -197,8 +204,13 @@ def _expected_charts(con: duckdb.DuckDBPyConnection) -> set[str]:
         "select distinct kri_id from site_flags where comparison_group = 'portfolio' "
         "and method = 'funnel' and as_of_date = (select max(as_of_date) from site_flags)"
     ).fetchall()
+    red = con.execute(
+        "select smo_id, study_id, site_id, kri_id from site_flags where comparison_group = "
+        "'study' and flag = 'red' and as_of_date = (select max(as_of_date) from site_flags)"
+    ).fetchall()
     return (
-        {f"enrollment-{i + 1}" for i in range(studies)}
+        {site_chart_id(*flag) for flag in red}
+        | {f"enrollment-{i + 1}" for i in range(studies)}
         | {f"funnel-{k.replace('_', '-')}" for (k,) in kris}
         | {"trend-important-deviation-rate", "trend-deviations-per-visit", "payment-aging",
            "entry-lag", "registry-benchmark"}
@@ -378,29 +390,24 @@ def test_a_benchmark_without_enough_peers_shows_why_never_pnan():
     assert not re.search(r"\bnan\b|Pnan|None peers", html, re.IGNORECASE)
 
 
-def _weeks_red_in_a_row(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Per red flag of the latest week, the weeks in a row it has been red, counted in Python
-    from every week's site_flags rows."""
-    weeks = [w for (w,) in con.execute(
-        "select distinct as_of_date from site_flags order by 1 desc").fetchall()]  # fmt: skip
-    red: dict[str, set] = {}
-    for smo, study, site, kri, week in con.execute(
-        "select smo_id, study_id, site_id, kri_id, as_of_date from site_flags "
-        "where comparison_group = 'study' and flag = 'red'"
-    ).fetchall():
-        red.setdefault(f"{smo}|{study}|{site}|{kri}", set()).add(week)
-    streaks = {}
-    for key, red_weeks in red.items():
-        if weeks[0] in red_weeks:
-            streaks[key] = next((i for i, w in enumerate(weeks) if w not in red_weeks), len(weeks))
-    return streaks
+def _flag_ages(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, int]]:
+    """Per red flag of the latest week, its episode's status and age in weeks (flag_status)."""
+    return {
+        f"{smo}|{study}|{site}|{kri}": (status, age)
+        for smo, study, site, kri, status, age in con.execute(
+            "select smo_id, study_id, site_id, kri_id, status, age_weeks from flag_status "
+            "where comparison_group = 'study' and flag = 'red' "
+            "and as_of_date = (select max(as_of_date) from flag_status)"
+        ).fetchall()
+    }
 
 
 def test_every_red_flag_and_qtl_shows_the_marts_numbers(published: Path):
     """Each red flag of the latest week is in the report with the site's value, its study's
-    value, the z-score, the red threshold, numerator, denominator and the weeks it has been red;
-    each QTL with its value, limit and status; needs attention lists every QTL exceedance without
-    evaluation and every red flag that is new this week: all equal to independent queries."""
+    value, the z-score, the red threshold, numerator, denominator and its episode's age
+    (flag_status); each QTL with its value, limit and status; needs attention lists every QTL
+    exceedance without evaluation and every red flag whose episode is new this week: all equal
+    to independent queries."""
     page = _parse((published / REPORT_NAME).read_text(encoding="utf-8"))
     with duckdb.connect(str(published_path(published)), read_only=True) as con:
         flags = con.execute(
@@ -409,7 +416,7 @@ def test_every_red_flag_and_qtl_shows_the_marts_numbers(published: Path):
             "numerator, denominator from site_flags where comparison_group = 'study' and "
             "flag = 'red' and as_of_date = (select max(as_of_date) from site_flags)"
         ).fetchall()
-        streaks = _weeks_red_in_a_row(con)
+        ages = _flag_ages(con)
         qtls = con.execute(
             "select study_id || '|' || qtl_id, value, limit_value, qtl_status from study_qtls "
             "where as_of_date = (select max(as_of_date) from study_qtls)"
@@ -421,8 +428,12 @@ def test_every_red_flag_and_qtl_shows_the_marts_numbers(published: Path):
         for key, *numbers in flags
         for name, number in zip(fields, numbers, strict=True)
     }
-    expected |= {(key, "weeks_red"): streaks[key] for key, *_ in flags}
-    shown = {cell: number for cell, (number, _) in page.flags.items()}
+    expected |= {(key, "flag_age_weeks"): ages[key][1] for key, *_ in flags}
+    shown = {
+        cell: number
+        for cell, (number, _) in page.flags.items()
+        if cell[1] not in ("kri", "open_action")
+    }
     assert shown.keys() == expected.keys()
     for cell, number in expected.items():
         if number is None:
@@ -430,10 +441,13 @@ def test_every_red_flag_and_qtl_shows_the_marts_numbers(published: Path):
         else:
             assert shown[cell] == pytest.approx(number, rel=1e-9, abs=1e-12), cell
         text = page.flags[cell][1]
-        assert text and (number is None) == (text == "–"), (cell, text)
-    for (key, name), text in page.flags.items():
-        if name == "weeks_red":
-            assert (text == "new this week") == (streaks[key] == 1), (key, text)
+        if cell[1] != "flag_age_weeks":
+            assert text and (number is None) == (text == "–"), (cell, text)
+    for (key, name), (_, text) in page.flags.items():
+        if name == "flag_age_weeks":
+            assert (text == "new this week") == (ages[key][0] == "new"), (key, text)
+        if name == "open_action":
+            assert text == "none", (key, text)  # no actions in this publish
 
     assert set(page.qtl_status) == {key for key, *_ in qtls} and qtls
     for key, value, limit, status in qtls:
@@ -445,7 +459,7 @@ def test_every_red_flag_and_qtl_shows_the_marts_numbers(published: Path):
         assert float(page.qtls[(key, "limit_value")][2:]) == pytest.approx(limit, abs=5e-4)
 
     due = [key for key, *_, status in qtls if status == "exceeded_evaluation_due"]
-    new = sorted(key for key, weeks in streaks.items() if weeks == 1)
+    new = sorted(key for key, *_ in flags if ages[key][0] == "new")
     attention_qtls = [text for kind, text in page.attention if kind == "qtl"]
     attention_flags = [text for kind, text in page.attention if kind == "red-flag"]
     assert len(attention_qtls) == len(due) and len(attention_flags) == len(new)
@@ -462,12 +476,15 @@ def test_red_flag_and_qtl_lines_say_value_comparator_test_and_age():
     flag its value limit; new and persisting flags read differently; a QTL names its limit."""
     from publishing.report_html import qtl_line, red_flag_line
 
-    def flag(method, z, weeks):
+    def flag(method, z, weeks, action=None):
         return {"site_id": "AM0011", "smo_id": "SMO-A", "study_id": "ST-1",
-                "kri_id": "important_deviation_rate", "method": method, "direction": "both",
+                "kri_id": "important_deviation_rate", "kri_label": "Important deviation rate",
+                "kri_unit": "per 1,000 subject-days", "method": method, "direction": "both",
                 "value": 19.4, "group_value": 3.3, "z_score": z, "red_threshold": 3.0,
-                "numerator": 12, "denominator": 618.5, "weeks_red": weeks,
-                "weeks_published": 8, "risk_score": 40.0}  # fmt: skip
+                "numerator": 12, "denominator": 618.5,
+                "flag_status": "new" if weeks == 1 else "persisting", "flag_age_weeks": weeks,
+                "first_flagged_week": "2026-10-05", "risk_score": 40.0,
+                "open_action": action}  # fmt: skip
 
     funnel = red_flag_line(flag("funnel", 9.71, 1))
     assert (
@@ -478,9 +495,263 @@ def test_red_flag_and_qtl_lines_say_value_comparator_test_and_age():
     assert "12 of 618.5" in funnel and "40.0/100" in funnel
     fixed = red_flag_line(flag("fixed", None, 6))
     assert "red at |value| > 3 per 1,000 subject-days" in fixed
-    assert "red 6 weeks in a row" in fixed and "z =" not in fixed
+    assert "flagged 6 weeks (since 2026-10-05)" in fixed and "z =" not in fixed
+    assert "no open action" in fixed
+    acted = red_flag_line(flag("funnel", 9.71, 2, {"action_id": "A-7", "status": "OPEN",
+                          "opened_date": "2026-10-06", "due_date": "2026-10-20",
+                          "owner": "CRA lead", "action_text": "call the site"}))  # fmt: skip
+    assert "A-7 OPEN (opened 2026-10-06, due 2026-10-20; CRA lead): call the site" in acted
     qtl = qtl_line({"study_id": "ST-1", "description": "important eligibility deviations per "
                     "randomized subject", "direction": "high", "value": 0.0794,
                     "limit_value": 0.05, "numerator": 5, "denominator": 63,
                     "weeks_exceeded": 3})  # fmt: skip
     assert "0.079 above the limit 0.05 (5 of 63), exceeded 3 weeks in a row" in qtl
+
+
+class _Blocks(HTMLParser):
+    """What a reader sees of the exported tables, the flagged sites' blocks and every link: the
+    rows of each `div[data-csv]` table and each site's episodes table (cell text, a unit under a
+    label in parentheses, week-on-week arrows left out), each chart's points per series
+    (`data-x`, `data-y`), the site blocks and every href."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.episodes: dict[str, list[list[str]]] = {}
+        self.points: dict[str, dict[str, list[tuple[str, float]]]] = {}
+        self.site_charts: dict[str, list[str]] = {}
+        self.kri_cells: dict[str, tuple[str, str]] = {}
+        self.hrefs: list[str] = []
+        self.csv_links: dict[str, str] = {}
+        self._table: list[list[str]] | None = None
+        self._site: str | None = None
+        self._chart: str | None = None
+        self._cell: list[str] | None = None
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "href" in a:
+            self.hrefs.append(a["href"])
+            if "data-csv-link" in a:
+                self.csv_links[a["data-csv-link"]] = a["href"]
+        if tag == "div" and "data-csv" in a:
+            self._table = self.tables.setdefault(a["data-csv"], [])
+        elif tag == "article" and "data-site" in a:
+            self._site = a["data-site"]
+            self.site_charts[self._site] = []
+        elif tag == "table" and a.get("class") == "episodes":
+            self._table = self.episodes.setdefault(self._site, [])
+        elif tag == "figure" and "data-chart" in a:
+            self._chart = a["data-chart"]
+            if self._site:
+                self.site_charts[self._site].append(self._chart)
+        elif tag == "circle" and "data-y" in a and self._chart:
+            series = self.points.setdefault(self._chart, {}).setdefault(a["data-series"], [])
+            series.append((a["data-x"], float(a["data-y"])))
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell = []
+            if a.get("data-field") == "kri":
+                self.kri_cells[a["data-flag"]] = (a["data-label"], a["data-unit"])
+        elif self._cell is not None:
+            if tag == "span" and "arrow" in (a.get("class") or ""):
+                self._skip += 1
+            elif tag == "small":
+                self._cell.append(" (")
+            elif tag == "br":
+                self._cell.append(" ")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._table[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "span" and self._skip:
+            self._skip -= 1
+        elif tag == "small" and self._cell is not None:
+            self._cell.append(")")
+        elif tag == "table":
+            self._table = None
+        elif tag == "figure":
+            self._chart = None
+        elif tag == "article":
+            self._site = None
+
+    def handle_data(self, data):
+        if self._cell is not None and not self._skip:
+            self._cell.append(data)
+
+
+def _blocks(html: str) -> _Blocks:
+    parser = _Blocks()
+    parser.feed(html)
+    return parser
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def test_red_flags_name_kris_as_the_published_definitions(published: Path):
+    """Every red flag's KRI label and unit are the published kri_catalog's (independent query),
+    and the catalog is the reviewed seed, row for row."""
+    import csv
+
+    page = _blocks((published / REPORT_NAME).read_text(encoding="utf-8"))
+    with duckdb.connect(str(published_path(published)), read_only=True) as con:
+        expected = {
+            f"{smo}|{study}|{site}|{kri}": (label, unit)
+            for smo, study, site, kri, label, unit in con.execute(
+                "select f.smo_id, f.study_id, f.site_id, f.kri_id, k.label, k.unit "
+                "from site_flags as f join kri_catalog as k using (kri_id) where k.level = "
+                "'site' and f.comparison_group = 'study' and f.flag = 'red' "
+                "and f.as_of_date = (select max(as_of_date) from site_flags)"
+            ).fetchall()
+        }
+        catalog = con.execute(
+            "select kri_id, level, label, unit, red_threshold, version from kri_catalog"
+        ).fetchall()
+    assert expected and page.kri_cells == expected
+    seed = PROJECT_ROOT / "dbt_project" / "seeds" / "kri_definitions.csv"
+    with open(seed, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(catalog) == sorted(
+        (r["kri_id"], r["level"], r["label"], r["unit"], float(r["red_threshold"]), r["version"])
+        for r in rows
+    )
+    # the red-flag table (and its CSV) shows each label with its unit
+    shown = {row[3] for row in page.tables["red-flags"][1:]}
+    assert shown == {f"{label} ({unit})" for label, unit in expected.values()}
+
+
+def test_every_flagged_site_has_a_block_with_its_kris_week_by_week(published: Path):
+    """One block per site with a red flag this week; a chart per red KRI whose site points are
+    kpi_weekly_history's site rows and whose study points are the study rows (independent
+    queries); its flag history is flag_episodes' rows for the site."""
+    page = _blocks((published / REPORT_NAME).read_text(encoding="utf-8"))
+    with duckdb.connect(str(published_path(published)), read_only=True) as con:
+        red = con.execute(
+            "select smo_id, study_id, site_id, kri_id from site_flags where comparison_group = "
+            "'study' and flag = 'red' and as_of_date = (select max(as_of_date) from site_flags)"
+        ).fetchall()
+
+        def history(level: str, smo, study, site, kri) -> list[tuple[str, float]]:
+            where = "smo_id = ? and site_id = ?" if level == "site" else "true"
+            args = [smo, site] if level == "site" else []
+            return [
+                (str(week), value)
+                for week, value in con.execute(
+                    "select as_of_date, value from kpi_weekly_history where level = ? and "
+                    "study_id = ? and kpi_id = (select kpi_id from kri_catalog where kri_id = ? "
+                    f"and level = 'site') and value is not null and {where} order by 1",
+                    [level, study, kri, *args],
+                ).fetchall()
+            ]
+
+        trends = {flag: (history("site", *flag), history("study", *flag)) for flag in red}
+        episodes = {
+            site: n
+            for site, n in con.execute(
+                "select smo_id || '|' || study_id || '|' || site_id, count(*) from flag_episodes "
+                "where comparison_group = 'study' and as_of_date = "
+                "(select max(as_of_date) from flag_episodes) group by 1"
+            ).fetchall()
+        }
+    assert red, "no red flag: the test would prove nothing"
+    assert set(page.site_charts) == {f"{smo}|{study}|{site}" for smo, study, site, _ in red}
+    for (smo, study, site, kri), (site_points, study_points) in trends.items():
+        chart = site_chart_id(smo, study, site, kri)
+        assert chart in page.site_charts[f"{smo}|{study}|{site}"]
+        assert site_points, (chart, "no weekly value for a red KRI")
+        shown = page.points[chart]
+        assert [w for w, _ in shown[site]] == [w for w, _ in site_points]
+        assert [v for _, v in shown[site]] == pytest.approx([v for _, v in site_points])
+        assert [w for w, _ in shown["study"]] == [w for w, _ in study_points]
+        assert [v for _, v in shown["study"]] == pytest.approx([v for _, v in study_points])
+    for key in page.site_charts:
+        assert len(page.episodes[key]) - 1 == episodes[key], key  # the header row
+
+
+def test_every_csv_linked_exists_beside_the_report_and_holds_the_tables_rows(published: Path):
+    """Each CSV link is relative, resolves beside the latest report and beside its kept copy,
+    and the file holds exactly the header and rows of the table shown; the flag history CSV
+    holds every site block's rows, the site first."""
+    html = (published / REPORT_NAME).read_text(encoding="utf-8")
+    page = _blocks(html)
+    with duckdb.connect(str(published_path(published)), read_only=True) as con:
+        publish_id = con.execute("select publish_id from meta").fetchall()[0][0]
+    kept = published / REPORTS_DIR
+    assert set(page.csv_links) == {"scorecard", "red-sites", "red-flags", "flag-history", "qtls"}
+    for href in page.hrefs:
+        assert not re.match(r"^([a-z]+:|/)", href, re.I), f"not a relative link: {href}"
+    for name, href in page.csv_links.items():
+        assert href == f"oversight-report-{publish_id}-csv/{name}.csv"
+        latest, copy = published / href, kept / href
+        assert latest.is_file() and copy.is_file(), href
+        assert latest.read_bytes() == copy.read_bytes()
+        rows = _csv_rows(latest)
+        if name == "flag-history":
+            by_site = {}
+            for row in rows[1:]:
+                by_site.setdefault("|".join(row[:3]), []).append(row[3:])
+            assert rows[0][3:] == page.episodes[next(iter(page.episodes))][0]
+            assert by_site == {k: v[1:] for k, v in page.episodes.items() if len(v) > 1}
+        else:
+            assert rows == page.tables[name], name
+    assert len(page.tables["red-flags"]) > 1 and len(page.tables["qtls"]) > 1
+
+
+def test_old_reports_take_their_csvs_with_them(published: Path, tmp_path: Path):
+    """A new publish's report replaces the latest CSV folder and, beyond `keep`, the kept
+    report's folder goes with its report; nothing half-written stays."""
+    from publishing.report import write_report
+
+    work = tmp_path / "publish"
+    shutil.copytree(published, work, symlinks=True)
+    first = write_report(work, keep=1)
+    with duckdb.connect(str(published_path(work))) as con:
+        con.execute("update meta set publish_id = publish_id || 'b'")
+    killed = work / f".oversight-report-{first.publish_id}x-csv.partial"  # a killed write's
+    killed.mkdir()
+    (killed / "red-flags.csv").write_text("site\n")
+    second = write_report(work, keep=1)
+    folders = sorted(p.name for p in work.glob("*-csv"))
+    assert folders == [f"oversight-report-{second.publish_id}-csv"]
+    assert sorted(p.name for p in (work / REPORTS_DIR).iterdir()) == sorted(
+        [f"oversight-report-{second.publish_id}-csv", f"oversight-report-{second.publish_id}.html"]
+    )
+    assert first.publish_id != second.publish_id and second.csvs
+    assert all(p.parent.name == folders[0] for p in second.csvs)
+    assert not [p for p in work.rglob(".*") if "csv" in p.name]  # no unfinished folder
+
+
+def test_actions_are_read_from_the_published_file_when_it_has_them(published: Path, tmp_path):
+    """The actions hook: no `oversight_actions` table, no actions (the page says so); a publish
+    with one shows a site's actions in its block and the open one beside its red flag."""
+    from publishing.report import render
+
+    copy = tmp_path / "oversight.duckdb"
+    shutil.copy2(published_path(published), copy)
+    before = render(copy).html
+    assert "No action recorded." in before
+    with duckdb.connect(str(copy)) as con:
+        smo, study, site, kri = con.execute(
+            "select smo_id, study_id, site_id, kri_id from site_flags where comparison_group = "
+            "'study' and flag = 'red' and as_of_date = (select max(as_of_date) from site_flags) "
+            "order by all limit 1"
+        ).fetchall()[0]
+        con.execute(
+            "create table oversight_actions as select * from (values "
+            "('ACT-1', ?, ?, ?, 'OPEN', date '2026-11-10', date '2026-11-24', 'CRA lead', "
+            "'retrain the site on eligibility', null)) as t(action_id, study_id, site_id, "
+            "kri_id, status, opened_date, due_date, owner, action_text, closed_date)",
+            [study, site, kri],
+        )
+    page = _parse(render(copy).html)
+    key = f"{smo}|{study}|{site}|{kri}"
+    assert page.flags[(key, "open_action")][1].startswith("ACT-1 OPEN (opened 2026-11-10")
+    assert "retrain the site on eligibility" in render(copy).html

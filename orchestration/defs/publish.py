@@ -250,6 +250,7 @@ def oversight_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             "publish_id": result.publish_id,
             "as_of_date": top.as_of_date,
             "charts": len(result.charts),
+            "csv_tables": len(result.csvs),
             "red_flags": top.red_flags,
             "deliveries_rejected_this_week": top.deliveries_rejected_this_week,
             "stale_feeds": top.stale_feeds,
