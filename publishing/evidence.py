@@ -280,12 +280,12 @@ def _add_reports(pack: EvidencePack, staging: Path, publish_dir: Path) -> list[l
     """Each week's report: kept -> copied; its BI file kept -> rendered from it (said so);
     neither -> said so. Returns the index's report rows."""
     from publishing.report import REPORTS_DIR, render
+    from publishing.report_html import csv_folder
 
     kept = _kept_publishes(publish_dir)
     (staging / "reports").mkdir()
     rows = []
     for week in pack.weeks:
-        target = f"reports/report-{week}.html"
         if week not in kept:
             rows.append(
                 [
@@ -297,13 +297,18 @@ def _add_reports(pack: EvidencePack, staging: Path, publish_dir: Path) -> list[l
             )
             continue
         publish_id, bi_file = kept[week]
+        # The report's own name, with its CSV tables beside it: its links stay relative and work.
+        target = f"reports/oversight-report-{publish_id}.html"
+        tables = f"reports/{csv_folder(publish_id)}"
         report = publish_dir / REPORTS_DIR / f"oversight-report-{publish_id}.html"
-        if report.is_file():
+        report_csvs = publish_dir / REPORTS_DIR / csv_folder(publish_id)
+        if report.is_file() and report_csvs.is_dir():
             shutil.copyfile(report, staging / target)
+            shutil.copytree(report_csvs, staging / tables)
             how = f"the report written by publish {publish_id}"
         else:
             try:
-                _, html, *_ = render(bi_file)
+                rendered = render(bi_file)
             except duckdb.Error as exc:  # a publish older than today's report code
                 rows.append(
                     [
@@ -314,7 +319,10 @@ def _add_reports(pack: EvidencePack, staging: Path, publish_dir: Path) -> list[l
                     ]
                 )
                 continue
-            (staging / target).write_text(html, encoding="utf-8")
+            (staging / target).write_text(rendered.html, encoding="utf-8")
+            (staging / tables).mkdir()
+            for table in rendered.csvs:
+                (staging / tables / f"{table.name}.csv").write_text(table.text(), encoding="utf-8")
             how = (
                 f"rendered now from the kept BI file of publish {publish_id} (the report "
                 "written at publish time was not kept)"
@@ -324,6 +332,14 @@ def _add_reports(pack: EvidencePack, staging: Path, publish_dir: Path) -> list[l
                 target, f"Oversight report, as of {week}", f"Portfolio report (all studies): {how}."
             )
         )
+        for csv in sorted((staging / tables).glob("*.csv")):
+            pack.files.append(
+                PackFile(
+                    f"{tables}/{csv.name}",
+                    f"Report table {csv.stem}, as of {week}",
+                    "A table of the report above, as CSV (the report links to it).",
+                )
+            )
         rows.append([str(week), target, how])
     return rows
 

@@ -191,7 +191,19 @@ def test_a_report_not_kept_is_rendered_from_the_kept_bi_file(
     assert main(["evidence", "--study", STUDY, "--from", str(week), "--out", str(out)]) == 0
     index = (out / "index.html").read_text()
     assert "rendered now from the kept BI file" in index
-    assert f"as of {week}" in (out / f"reports/report-{week}.html").read_text()
+    with duckdb.connect(str(publish / "oversight.duckdb"), read_only=True) as con:
+        (publish_id,) = con.execute("select publish_id from meta").fetchone()
+    report = out / f"reports/oversight-report-{publish_id}.html"
+    assert f"as of {week}" in report.read_text()
+    _assert_relative_links_resolve(report)
+
+
+def _assert_relative_links_resolve(report: Path) -> None:
+    """The report's CSV links (relative) point at files of the pack."""
+    links = re.findall(r'href="([^"#:]+\.csv)"', report.read_text())
+    assert links, "the report links to its CSV tables"
+    for link in links:
+        assert (report.parent / link).is_file(), link
 
 
 def test_each_week_gets_the_report_of_its_newest_kept_publish(
@@ -211,14 +223,22 @@ def test_each_week_gets_the_report_of_its_newest_kept_publish(
         with duckdb.connect(str(kept)) as con:
             con.execute("update meta set publish_id = ?, as_of_date = ?", [publish_id, weeks[0]])
         (publish / "reports" / f"oversight-report-{publish_id}.html").write_text(text)
+        tables = publish / "reports" / f"oversight-report-{publish_id}-csv"
+        tables.mkdir()
+        (tables / "scorecard.csv").write_text(text)
     monkeypatch.setenv("SMO_PUBLISH_DIR", str(publish))
     monkeypatch.setenv("SMO_WAREHOUSE_PATH", str(refreshed_portfolio / "warehouse.duckdb"))
     out = tmp_path / "pack"
     assert main(["evidence", "--study", STUDY, "--out", str(out)]) == 0
-    assert (out / f"reports/report-{weeks[0]}.html").read_text() == "newer"
-    assert not (out / f"reports/report-{weeks[1]}.html").exists()
+    newer = out / "reports/oversight-report-20200102T000000000000Z.html"
+    assert newer.read_text() == "newer"
+    assert (out / "reports/oversight-report-20200102T000000000000Z-csv/scorecard.csv").is_file()
+    assert not (out / "reports/oversight-report-20200101T000000000000Z.html").exists()
+    packed = sorted(p.name for p in (out / "reports").glob("*.html"))
+    assert len(packed) == 2, packed  # the first week's and the current week's; none in between
     current = next((publish / "reports").glob("oversight-report-2026*.html"))
-    assert (out / f"reports/report-{weeks[-1]}.html").read_bytes() == current.read_bytes()
+    assert (out / "reports" / current.name).read_bytes() == current.read_bytes()
+    _assert_relative_links_resolve(out / "reports" / current.name)
     assert "no report kept" in (out / "index.html").read_text()
 
 
