@@ -407,8 +407,9 @@ def needs_attention(a: Attention) -> SectionHtml:
         f'<li data-attention="{kind}">{escape(line)}</li>' for kind, line in attention_items(a)
     )
     note = (
-        '<p class="note">QTL exceedances with no evaluation recorded (seed qtl_evaluations, as '
-        f"published) and red site flags that were not red last week. {a.persisting_red_flags} "
+        '<p class="note">QTL exceedances with no evaluation recorded (a QTL oversight action '
+        "closed as DONE, as published) and red site flags that were not red last week. "
+        f"{a.persisting_red_flags} "
         'red flags persist from earlier weeks: see <a href="#red-sites">Sites with red flags</a>.'
         "</p>"
     )
@@ -534,7 +535,8 @@ def qtls(rows: list[dict]) -> SectionHtml:
             {2, 3, 4, 6},
         )
         + '<p class="note">Study-level quality tolerance limits (ICH E6(R3) 3.10.1.3, seed '
-        "qtl_definitions). An exceedance needs a recorded evaluation (seed qtl_evaluations); "
+        "qtl_definitions). An exceedance needs a recorded evaluation (the sponsor's QTL oversight "
+        "action, closed with its outcome); "
         "'no data' means the study has no value for the parameter yet.</p>"
     )
 
