@@ -229,3 +229,53 @@ def test_an_action_on_a_site_never_flagged_fails_the_gate_and_blames_the_sponsor
         blamed = attribute(con, run, load_manifest(), since=None)
     assert set(blamed.culprits) == {delivery_id}
     assert blamed.unattributed == []
+
+
+def test_a_bad_actions_list_is_pulled_and_the_smos_still_publish(
+    refreshed_env: Path, dagster_instance
+):
+    """Through the real job: an actions list that passes the delivery gate but targets a flag
+    that never existed fails the warehouse gate; isolation pulls the sponsor's list (its
+    previous one is current again) and the refresh publishes."""
+    import dagster as dg
+
+    from orchestration.demo import refresh_job
+
+    data, warehouse = refreshed_env / "data", refreshed_env / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        study, site, kri = con.execute(
+            """
+            select study_id, site_id, kri_id from marts.site_flags
+            where comparison_group = 'study'
+            group by all having bool_and(flag not in ('amber', 'red'))
+            order by all limit 1
+            """
+        ).fetchone()
+        (previous,) = con.execute(
+            "select delivery_id from ops.current_deliveries where smo_id = ?", [SPONSOR_ID]
+        ).fetchone()
+    latest = max((data / "archive" / SPONSOR_ID).glob("*__oversight_actions_*.csv"))
+    text = latest.read_text(encoding="utf-8").rstrip("\n")
+    bad_row = f"ACT-9999,{study},SITE_FLAG,{site},{kri},,,,2026-11-17,Central monitoring,Check,"
+    inbox = data / "inbox" / SPONSOR_ID
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "oversight_actions_20261117.csv").write_text(
+        f"{text}\n{bad_row}2026-12-01,Open,,\n", encoding="utf-8"
+    )
+
+    result = dg.execute_job(dg.reconstructable(refresh_job), instance=dagster_instance)
+    assert result.success
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        status, reason = con.execute(
+            "select d.status, l.rejection_reasons from ops.deliveries d "
+            "join marts.delivery_log l using (delivery_id) "
+            "where d.file_name = 'oversight_actions_20261117.csv'"
+        ).fetchone()
+        current = con.execute(
+            "select delivery_id from ops.current_deliveries where smo_id = ?", [SPONSOR_ID]
+        ).fetchall()
+    assert status == "REJECTED"
+    assert "actions_target_flagged_sites" in reason
+    assert current == [(previous,)]
+    with duckdb.connect(str(refreshed_env / "publish" / "oversight.duckdb"), read_only=True) as p:
+        assert p.execute("select count(*) from oversight_actions").fetchone()[0] > 0
