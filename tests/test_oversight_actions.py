@@ -232,14 +232,17 @@ def test_an_action_on_a_site_never_flagged_fails_the_gate_and_blames_the_sponsor
 
 
 def test_a_bad_actions_list_is_pulled_and_the_smos_still_publish(
-    refreshed_env: Path, dagster_instance
+    refreshed_env: Path, dagster_instance, monkeypatch: pytest.MonkeyPatch
 ):
     """Through the real job: an actions list that passes the delivery gate but targets a flag
     that never existed fails the warehouse gate; isolation pulls the sponsor's list (its
-    previous one is current again) and the refresh publishes."""
+    previous one is current again) and the refresh publishes. With a 7-day window the red flags
+    nobody acted on are named by the unattended_signals warning, which does not block."""
     import dagster as dg
 
     from orchestration.demo import refresh_job
+
+    monkeypatch.setenv("SMO_ACTION_DUE_DAYS", "7")
 
     data, warehouse = refreshed_env / "data", refreshed_env / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -274,6 +277,18 @@ def test_a_bad_actions_list_is_pulled_and_the_smos_still_publish(
         current = con.execute(
             "select delivery_id from ops.current_deliveries where smo_id = ?", [SPONSOR_ID]
         ).fetchall()
+    [check] = [
+        c for c in result.get_asset_check_evaluations() if c.check_name == "unattended_signals"
+    ]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        unattended = con.execute(
+            "select distinct study_id, site_id from marts.unattended_signals "
+            "where as_of_date = (select max(as_of_date) from marts.unattended_signals) "
+            "and is_open and state = 'unattended' and signal_type = 'SITE_FLAG'"
+        ).fetchall()
+    assert unattended and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert all(f"{study} {site_id} (" in check.description for study, site_id in unattended)
     assert status == "REJECTED"
     assert "actions_target_flagged_sites" in reason
     assert current == [(previous,)]
