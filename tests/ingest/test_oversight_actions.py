@@ -339,3 +339,35 @@ def test_a_rejected_list_is_quarantined_with_its_report_and_the_previous_stays(b
         ).fetchall()
         == before
     )
+
+
+def test_the_dry_run_checks_targets_against_the_warehouse(batch, tmp_path):
+    """`smo-oversight check-delivery --smo SPONSOR`, through the console script."""
+    import subprocess
+    import sys
+
+    from core.settings import PROJECT_ROOT
+
+    con, _, truth, portfolio = batch
+    con.close()  # the dry run opens the warehouse read-only
+    site = truth["oversight_actions"]["attended_flags"][0]
+    today = dt.date.today()
+    path = write(tmp_path, [action(1, study_id=site["study_id"], site_id=site["site_id"],
+                                   kri_id="no_such_kri", opened_date=today, due_date=today)],
+                 date=today)  # fmt: skip
+
+    def dry_run(warehouse: Path) -> subprocess.CompletedProcess:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SMO_DATA_DIR": str(tmp_path),
+               "SMO_WAREHOUSE_PATH": str(warehouse)}  # fmt: skip
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("smo-oversight")), "check-delivery", "--smo",
+             SPONSOR_ID, "--profile", str(portfolio / "profiles" / f"{SPONSOR_ID}.yaml"),
+             str(path)], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT,
+        )  # fmt: skip
+
+    checked = dry_run(tmp_path / "warehouse.duckdb")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "targets from" in checked.stdout and "action.target_exists" in checked.stdout
+    unchecked = dry_run(tmp_path / "none.duckdb")
+    assert unchecked.returncode == 0, unchecked.stdout + unchecked.stderr
+    assert "action targets are not checked" in unchecked.stdout
