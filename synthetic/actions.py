@@ -6,7 +6,8 @@ even weeks, XLSX in odd ones, read by the two entries of the SPONSOR profile). W
   after the flag's first as-of week, except one flag deliberately left unattended;
 - one action stays OPEN past its due date (overdue at the last delivery date), the others move
   OPEN -> IN_PROGRESS -> DONE (closed_date and outcome) before their due date;
-- the QTLs the planted deviation site pushes over their limit get an evaluation (a QTL action);
+- the QTLs the planted deviation site pushes over their limit get an evaluation (a QTL action,
+  its conclusion the outcome);
 - each SMO has a standing governance action from before the first week (so the first file is
   never empty; one is CANCELLED); the SMO whose delivery was rejected gets a follow-up.
 No action targets a delivery: delivery ids are given at ingest, not known here.
@@ -217,15 +218,18 @@ def plan_actions(portfolio: Portfolio, rejected: list[dict[str, Any]]) -> tuple[
             if opened > last:
                 continue
             action_id = next_id()
-            done = k == 0
+            # The first evaluation concludes within two weeks; the second needs data from the
+            # SMO and takes five (due in six), so it is still in progress in a short portfolio.
+            weeks = (2, 5)[k % 2]
             actions.append(
                 Action(
                     action_id, site.study_id, {"target_type": "QTL", "qtl_id": qtl_id}, opened,
                     "QTL review board", f"Evaluate the {qtl_id.replace('_', ' ')} exceedance",
-                    opened + dt.timedelta(days=DUE_AFTER_DAYS),
-                    closes=opened + dt.timedelta(days=10) if done else None,
-                    outcome="Driven by one site; site-level corrective action, no protocol change"
-                    if done else None,
+                    opened + dt.timedelta(days=7 * weeks + 7),
+                    closes=opened + dt.timedelta(days=7 * weeks),
+                    outcome=("Driven by one site; site-level corrective action, no protocol "
+                             "change", "Eligibility criteria clarified to all sites; no impact "
+                             "on the primary analysis")[k % 2],
                     starts=opened + dt.timedelta(days=3),
                 )
             )  # fmt: skip
