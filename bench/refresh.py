@@ -252,7 +252,8 @@ def load_floor(source: Path, files: list[Path], work: Path) -> float:
         for i, path in enumerate(files):
             profile = _profile(source, path.parent.name)
             options = profile["file"]
-            if options["type"] == "xlsx":
+            # A feed entry may read workbooks under a CSV default (the sponsor's actions list).
+            if options["type"] == "xlsx" or path.suffix.lower() == ".xlsx":
                 book = fastexcel.read_excel(path)
                 frame = book.load_sheet(0, header_row=options.get("header_row", 1) - 1).to_arrow()
                 con.register("sheet", frame)

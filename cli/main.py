@@ -23,6 +23,7 @@ from pathlib import Path
 
 from core.settings import load_settings
 from expectations.contracts import roster_keys
+from expectations.feeds import SPONSOR_ID
 
 
 def _roster_from_warehouse(
@@ -50,6 +51,27 @@ def _roster_from_warehouse(
             {},
             f"warehouse not readable ({str(exc).splitlines()[0]}); roster from files given here only",
         )
+
+
+def _with_action_targets(context, warehouse: Path):
+    """The sponsor's actions are checked against the targets the warehouse knows; without a
+    readable warehouse `action.target_exists` is not applied (said in the header)."""
+    import dataclasses
+
+    import duckdb
+
+    from ingest.plausibility import action_targets
+
+    if warehouse.exists():
+        try:
+            with duckdb.connect(str(warehouse), read_only=True) as con:
+                targets = action_targets(con)
+            return dataclasses.replace(context, targets=targets), f"targets from {warehouse}"
+        except duckdb.Error as exc:
+            why = f"warehouse not readable ({str(exc).splitlines()[0]})"
+    else:
+        why = f"no warehouse at {warehouse}"
+    return context, f"{why}: action targets are not checked (action.target_exists)"
 
 
 def check_delivery_command(args: argparse.Namespace) -> int:
@@ -84,6 +106,8 @@ def check_delivery_command(args: argparse.Namespace) -> int:
     source_db = snapshot if snapshot.exists() else settings.warehouse_path
     roster, starts, source = _roster_from_warehouse(source_db, profile.smo_id)
     context = plausibility(settings, starts)
+    if profile.smo_id == SPONSOR_ID:
+        context, source = _with_action_targets(context, source_db)
     print(f"# {profile.smo_id}: profile {profile_path} (version {profile.version}); {source}\n")
     # Rosters first, as in a pipeline batch: a roster accepted here counts for later files.
     ordered = sorted(

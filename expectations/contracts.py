@@ -16,7 +16,15 @@ import pandera.polars as pa
 import polars as pl
 from pandera.config import ValidationDepth, config_context
 
-from expectations.feeds import FEEDS, ISO_COUNTRIES, ISO_CURRENCIES, Feed
+from expectations.feeds import (
+    ACTION_CLOSED_STATUSES,
+    ACTION_TARGET_COLUMNS,
+    ACTION_TARGET_TYPES,
+    FEEDS,
+    ISO_COUNTRIES,
+    ISO_CURRENCIES,
+    Feed,
+)
 
 POLARS_TYPES: dict[str, type[pl.DataType]] = {
     "str": pl.Utf8,
@@ -213,6 +221,29 @@ RULES: dict[str, Rule] = {
             "amount must be >= 0 unless the line is a credit note.",
             ("amount", "credit_note"),
         ),
+        # The sponsor's oversight actions (spec 2.5).
+        Rule(
+            "action.target_consistent",
+            "The target columns must match target_type: SITE_FLAG needs site_id and kri_id "
+            "(target_smo_id optional), QTL needs qtl_id, SMO needs target_smo_id, DELIVERY "
+            "needs target_delivery_id; every other target column must be empty.",
+        ),
+        Rule(
+            "action.dates_in_order",
+            "due_date and closed_date must not be before the action's opened_date.",
+        ),
+        Rule(
+            "action.closed_with_status",
+            "closed_date is required when the status is DONE or CANCELLED, and must be empty "
+            "while the action is OPEN or IN_PROGRESS.",
+        ),
+        Rule(
+            "action.target_exists",
+            "The target is unknown to the warehouse at ingest: the study on no SMO's current "
+            "roster, the site not on a roster of that study, the KRI not a site KRI of "
+            "seeds/kri_definitions.csv, the QTL not in seeds/qtl_definitions.csv, the SMO "
+            "without a current roster, or the delivery not in ops.deliveries.",
+        ),
     )
 }
 
@@ -303,6 +334,71 @@ def _roster_check(feed: Feed, roster: frozenset[str]) -> pa.Check:
 
 
 @dataclass(frozen=True)
+class ActionTargets:
+    """What an oversight action may point at: what the warehouse and the seeds know at ingest
+    (built by `ingest.plausibility.action_targets`)."""
+
+    studies: frozenset[str] = frozenset()
+    #: (study, site) pairs of every SMO's current rosters, as `roster_keys` encodes them.
+    sites: frozenset[str] = frozenset()
+    kris: frozenset[str] = frozenset()
+    qtls: frozenset[str] = frozenset()
+    smos: frozenset[str] = frozenset()
+    deliveries: frozenset[int] = frozenset()
+
+
+def _action_checks(feed: Feed, targets: ActionTargets | None) -> dict[str, list[pa.Check]]:
+    """Per column: target columns consistent with target_type, dates in order, closed_date
+    with the status, and (given `targets`) targets that exist. Checks sit on the column they
+    blame, so a report names row, column and rule; they read the other columns they need."""
+    if feed.name != "oversight_actions":
+        return {}
+    kind = pl.col("target_type")
+    checks: dict[str, list[pa.Check]] = {}
+    for column, needs in ACTION_TARGET_COLUMNS.items():
+        required = kind.is_in([t for t, n in needs.items() if n == "required"])
+        allowed = kind.is_in(list(needs))
+        present = pl.col(column).is_not_null()
+        ok = pl.when(kind.is_in(ACTION_TARGET_TYPES)).then(
+            (present | ~required) & (~present | allowed)
+        )
+        checks[column] = [_expr_check("action.target_consistent", lambda _, ok=ok: ok)]
+    for column in ("due_date", "closed_date"):
+        checks[column] = [
+            _expr_check("action.dates_in_order", lambda c: pl.col(c) >= pl.col("opened_date"))
+        ]
+    closed = pl.col("status").is_in(ACTION_CLOSED_STATUSES)
+    checks["closed_date"].append(
+        _expr_check(
+            "action.closed_with_status",
+            lambda c: pl.col(c).is_not_null() == closed,
+        )
+    )
+    if targets is None:
+        return checks
+
+    def member(values, expr: pl.Expr, dtype=pl.Utf8) -> pl.Expr:
+        return expr.is_in(pl.Series(sorted(values), dtype=dtype))
+
+    site_key = pl.concat_str([pl.col("study_id"), pl.col("site_id")], separator="\x1f")
+    exists = {
+        "study_id": member(targets.studies, pl.col("study_id")),
+        "site_id": member(targets.sites, site_key),
+        "kri_id": member(targets.kris, pl.col("kri_id")),
+        "qtl_id": member(targets.qtls, pl.col("qtl_id")),
+        "target_smo_id": member(targets.smos, pl.col("target_smo_id")),
+        "target_delivery_id": member(
+            targets.deliveries, pl.col("target_delivery_id"), dtype=pl.Int64
+        ),
+    }
+    for column, ok in exists.items():
+        checks.setdefault(column, []).append(
+            _expr_check("action.target_exists", lambda _, ok=ok: ok)
+        )
+    return checks
+
+
+@dataclass(frozen=True)
 class Plausibility:
     """What one delivery must satisfy beyond its own contract so that no warehouse test can
     fail on it: dates in a window around the study, FX rates for every payment.
@@ -319,6 +415,8 @@ class Plausibility:
     #: currency -> the first date the FX seed has a rate for it; None skips the FX rule.
     fx_first_rate: Mapping[str, dt.date] | None = None
     reporting_currency: str = "EUR"
+    #: What the sponsor's oversight actions may target; None skips `action.target_exists`.
+    targets: ActionTargets | None = None
 
     def study_floors(self) -> dict[str, dt.date]:
         margin = dt.timedelta(days=self.margin_days)
@@ -388,6 +486,7 @@ def feed_schema(
     """
     feed = FEEDS[feed] if isinstance(feed, str) else feed
     window = _date_window_checks(feed, plausibility, delivery_date) if plausibility else {}
+    actions = _action_checks(feed, plausibility.targets if plausibility else None)
     columns: dict[str, pa.Column] = {}
     for col in feed.columns:
         checks: list[pa.Check] = []
@@ -406,6 +505,7 @@ def feed_schema(
         if col.dtype == "date" and delivery_date is not None and not col.may_be_future:
             checks.append(_not_after(delivery_date))
         checks += window.get(col.name, [])
+        checks += actions.get(col.name, [])
         columns[col.name] = pa.Column(
             POLARS_TYPES[col.dtype], checks=checks, nullable=not col.required, required=True
         )

@@ -1,4 +1,5 @@
-"""The six canonical SMO feeds (spec 2.1): columns, types, code lists and keys.
+"""The canonical feeds: the six SMO feeds (spec 2.1) and the sponsor's oversight actions (spec
+2.5): columns, types, code lists and keys.
 
 One definition serves the pandera contracts, the raw-table DDL, the profile validator and the
 synthetic generator, so a column added here is known everywhere.
@@ -23,6 +24,23 @@ PAYMENT_ITEM_TYPES = (
     "HOLDBACK_RELEASE",
 )
 STAFF_ROLES = ("CRC", "BACKUP_CRC", "SITE_MANAGER")
+
+#: The reserved sender id of the sponsor's own feeds (inbox/SPONSOR/, profiles/SPONSOR.yaml); no
+#: SMO may use it, and the SPONSOR profile may name sponsor feeds only.
+SPONSOR_ID = "SPONSOR"
+#: What an oversight action is about, and the columns each kind of target needs
+#: (`action.target_consistent`): a site flag is a site x KRI (an SMO may be named for context).
+ACTION_TARGET_TYPES = ("SITE_FLAG", "QTL", "SMO", "DELIVERY")
+ACTION_TARGET_COLUMNS = {
+    "site_id": {"SITE_FLAG": "required"},
+    "kri_id": {"SITE_FLAG": "required"},
+    "qtl_id": {"QTL": "required"},
+    "target_smo_id": {"SMO": "required", "SITE_FLAG": "optional"},
+    "target_delivery_id": {"DELIVERY": "required"},
+}
+ACTION_STATUSES = ("OPEN", "IN_PROGRESS", "DONE", "CANCELLED")
+#: Statuses that end an action: closed_date is required with them and empty otherwise.
+ACTION_CLOSED_STATUSES = ("DONE", "CANCELLED")
 
 
 PRECISION_SUFFIX = "_precision"
@@ -349,8 +367,13 @@ class Feed:
     name: str
     key: tuple[str, ...]
     columns: tuple[Column, ...]
-    #: Whether rows carry study_id; feeds without it (staffing) are per SMO, for all studies.
+    #: Whether a delivery is a snapshot per study (rows carry study_id; each study's snapshot is
+    #: current on its own). Other feeds are one snapshot for all studies (`'*'`): staffing (per
+    #: SMO, no study_id) and the sponsor's actions (one list whose rows name their study).
     per_study: bool = True
+    #: Who delivers the feed: an SMO, or the sponsor itself (sender `SPONSOR_ID`). SMO lists
+    #: (coverage, freshness, profiles of SMOs) use `SMO_FEEDS`.
+    sender: Literal["smo", "sponsor"] = "smo"
     #: Which roster the feed's site_id must appear in: "study" (same SMO and study), "smo" (any
     #: study of the same SMO) or None (no site reference).
     roster_reference: Literal["study", "smo"] | None = None
@@ -500,12 +523,52 @@ FEEDS: dict[str, Feed] = {
                 Column("fte", "float"),
             ),
         ),
+        Feed(
+            "oversight_actions",
+            key=("action_id",),
+            per_study=False,
+            sender="sponsor",
+            description="The sponsor's oversight actions on site flags, QTLs, SMOs and "
+            "deliveries (spec 2.5); each delivery is the full current list for every study.",
+            columns=(
+                *_key("action_id", "study_id"),
+                Column("target_type", required=True, enum=ACTION_TARGET_TYPES),
+                Column("site_id", description="SITE_FLAG: the flagged site"),
+                Column("kri_id", description="SITE_FLAG: the KRI (seeds/kri_definitions.csv)"),
+                Column("qtl_id", description="QTL: the limit (seeds/qtl_definitions.csv)"),
+                Column("target_smo_id", description="SMO (optional context for SITE_FLAG)"),
+                Column("target_delivery_id", "int", description="DELIVERY: ops.deliveries id"),
+                Column("opened_date", "date", required=True),
+                Column("owner", required=True, description="a role or team, never a person"),
+                # Sponsor-written text about oversight work, not an SMO's subject text: its
+                # headers are checked for direct identifiers like every column's; its values
+                # are the evidence the report shows.
+                Column("action_text", required=True),
+                Column("due_date", "date", required=True, may_be_future=True),
+                Column("status", required=True, enum=ACTION_STATUSES),
+                Column("closed_date", "date", description="required iff DONE or CANCELLED"),
+                Column("outcome", description="what was concluded (a QTL evaluation's result)"),
+            ),
+        ),
     )
 }
+
+#: The feeds SMOs deliver: what SMO profiles, feed coverage and freshness expect from an SMO.
+SMO_FEEDS = tuple(name for name, f in FEEDS.items() if f.sender == "smo")
+#: The feeds only the sponsor delivers (sender `SPONSOR_ID`).
+SPONSOR_FEEDS = tuple(name for name, f in FEEDS.items() if f.sender == "sponsor")
 
 #: Canonical columns whose values are never published (the dbt var `free_text_columns` lists the
 #: same names for the marts; tests/test_publish_gate.py keeps the two equal).
 FREE_TEXT_COLUMNS = frozenset(c.name for f in FEEDS.values() for c in f.columns if c.free_text)
 
 #: Feeds whose rows reference sites are loaded after the roster in the same batch.
-FEED_LOAD_ORDER = ("sites", "subjects", "visits", "deviations", "payments", "staffing")
+FEED_LOAD_ORDER = (
+    "sites",
+    "subjects",
+    "visits",
+    "deviations",
+    "payments",
+    "staffing",
+    "oversight_actions",
+)

@@ -670,6 +670,17 @@ def _record_failures(
         result.problems.append(Problem(rule, message, column=column, row=row, value=value))
 
 
+#: What an oversight action's target column must be (`action.target_exists`).
+_UNKNOWN_TARGET = {
+    "study_id": "a study on any SMO's current site roster",
+    "site_id": "a site on any SMO's current roster of the action's study",
+    "kri_id": "a site KRI in seeds/kri_definitions.csv",
+    "qtl_id": "a QTL in seeds/qtl_definitions.csv",
+    "target_smo_id": "an SMO with a current site roster",
+    "target_delivery_id": "a delivery id in the ledger (ops.deliveries)",
+}
+
+
 def _value_message(
     rule: str, label: str, value, column: str, feed_profile: FeedProfile, result: GateResult
 ) -> str:
@@ -712,6 +723,20 @@ def _value_message(
         return f"{label}: empty, but the column is required"
     if rule == "date.before_window":
         return f"{label}: {value} is before the plausible window for its study ({RULES[rule].description})"
+    if rule == "action.target_exists":
+        return f"{label}: '{value}' is not {_UNKNOWN_TARGET.get(column, 'known')}"
+    if rule == "action.dates_in_order":
+        return f"{label}: {value} is before the action's opened_date"
+    if rule == "action.target_consistent":
+        if value is None:
+            return f"{label}: empty, but this target_type needs it ({RULES[rule].description})"
+        return (
+            f"{label}: '{value}' given, but this target_type has none ({RULES[rule].description})"
+        )
+    if rule == "action.closed_with_status":
+        if value is None:
+            return f"{label}: empty, but a DONE or CANCELLED action needs its closed_date"
+        return f"{label}: {value} given, but the action is still open (OPEN or IN_PROGRESS)"
     if rule == "date.after_window":
         return f"{label}: {value} is implausibly far after the delivery date {result.delivery_date}"
     return f"{label}: {RULES[rule].description}"

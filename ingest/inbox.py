@@ -57,7 +57,7 @@ import duckdb
 
 from core.crash_points import crash_point
 from expectations.contracts import Plausibility
-from expectations.feeds import FEED_LOAD_ORDER
+from expectations.feeds import FEED_LOAD_ORDER, SPONSOR_ID
 from ingest import warehouse
 from ingest.gate import GateResult, Problem, RuleTotal, check_delivery
 from ingest.inbox_entries import (
@@ -73,7 +73,7 @@ from ingest.inbox_entries import (
 )
 from ingest.inbox_entries import ready_files as ready_files  # where callers found it
 from ingest.inbox_sdtm import SdtmGrouping, SdtmSet, folder_names, group_sdtm
-from ingest.plausibility import plausibility, roster_study_starts
+from ingest.plausibility import action_targets, plausibility, roster_study_starts
 from ingest.profiles import FeedProfile, Profile, ProfileError, load_profile
 from ingest.redact import RedactionError, redact_delivery
 from ingest.rejection_report import write_reports
@@ -349,7 +349,8 @@ def process_inbox(
     )
     scan = scan_inbox(inbox, settle_seconds, now)
     summary.skipped += scan.skipped
-    for smo_id, entries in scan.entries.items():
+    # The sponsor's actions go last: they may target sites on rosters accepted in this batch.
+    for smo_id, entries in sorted(scan.entries.items(), key=lambda kv: kv[0] == SPONSOR_ID):
         entries = [e for e in entries if e.path not in held]  # recorded, move still failing
         if not entries:
             continue
@@ -370,6 +371,8 @@ def process_inbox(
             _run_step(summary, entry, quarantine_entry, con, entry, profile, quarantine, run_id)
         roster = warehouse.current_roster(con, smo_id)
         context = plausibility(study_starts=roster_study_starts(con, smo_id))
+        if smo_id == SPONSOR_ID:
+            context = dataclasses.replace(context, targets=action_targets(con))
         files = sorted(
             (e for e in entries if e.deliverable), key=lambda e: _load_order(profile, e.path)
         )

@@ -4,7 +4,9 @@ contract (expectations.contracts.Plausibility).
 Every value a warehouse test would refuse is refused here first, per file, so that one SMO's
 delivery can never fail a blocking dbt test and stop every SMO's publish. The context comes
 from the settings (date window), the SMO's current site roster (each study's first planned
-activation) and the FX seed dbt converts payments with.
+activation) and the FX seed dbt converts payments with. The sponsor's oversight actions are
+judged against what their targets may be (`action_targets`): every SMO's current rosters, the
+KRI and QTL seeds and the delivery ledger.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import polars as pl
 import yaml
 
 from core.settings import DBT_PROJECT_DIR, Settings, load_settings
-from expectations.contracts import Plausibility
+from expectations.contracts import ActionTargets, Plausibility, roster_keys
 
 FX_SEED = DBT_PROJECT_DIR / "seeds" / "fx_rates.csv"
+KRI_SEED = DBT_PROJECT_DIR / "seeds" / "kri_definitions.csv"
+QTL_SEED = DBT_PROJECT_DIR / "seeds" / "qtl_definitions.csv"
 #: Site dates that say when a study started at the SMO, earliest first in the study's life.
 STUDY_START_COLUMNS = ("planned_activation_date", "selected_date", "activation_date")
 
@@ -43,6 +47,36 @@ def _fx_first_rate() -> dict[str, dt.date]:
 def _reporting_currency() -> str:
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
     return str(project.get("vars", {}).get("reporting_currency", "EUR")).upper()
+
+
+@cache
+def _seed_ids(seed, column: str, **where: str) -> frozenset[str]:
+    with seed.open(newline="") as handle:
+        return frozenset(
+            row[column].strip()
+            for row in csv.DictReader(handle)
+            if all(row.get(k, "").strip() == v for k, v in where.items())
+        )
+
+
+def action_targets(con: duckdb.DuckDBPyConnection) -> ActionTargets:
+    """What an oversight action may target at ingest: studies and (study, site) pairs on any
+    SMO's current roster, SMOs with a current roster, site KRIs and QTLs of the seeds (a QTL
+    applies to every study), and every delivery in the ledger."""
+    from ingest.warehouse import current_rows_sql
+
+    sites = con.execute(
+        f"select distinct smo_id, study_id, site_id from ({current_rows_sql('sites')})"
+    ).fetchall()
+    deliveries = con.execute("select delivery_id from ops.deliveries").fetchall()
+    return ActionTargets(
+        studies=frozenset(r[1] for r in sites),
+        sites=roster_keys([r[1] for r in sites], [r[2] for r in sites]),
+        kris=_seed_ids(KRI_SEED, "kri_id", level="site"),
+        qtls=_seed_ids(QTL_SEED, "qtl_id"),
+        smos=frozenset(r[0] for r in sites),
+        deliveries=frozenset(r[0] for r in deliveries),
+    )
 
 
 def plausibility(

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from expectations.feeds import FEEDS
+from expectations.feeds import FEEDS, SPONSOR_FEEDS, SPONSOR_ID
 from expectations.identifiers import direct_identifier_kind
 
 FileType = Literal["csv", "xlsx", "xport"]
@@ -304,6 +304,7 @@ def _check_date_format(fmt: Any, path: Path, where: str) -> str:
 
 
 FEED_KEYS = {
+    "feed",
     "file_pattern",
     "scope",
     "file",
@@ -344,10 +345,21 @@ def _feed_profile(
     base_partial: PartialDates = "reject",
 ) -> FeedProfile:
     where = f"feeds.{name}"
-    if name not in FEEDS:
+    # An entry may read a second format of a feed (CSV and XLSX): `feed:` names the feed then.
+    name = raw.get("feed", name)
+    if not isinstance(name, str) or name not in FEEDS:
         raise ProfileError(path, where, f"unknown feed (known: {', '.join(FEEDS)})")
     feed = FEEDS[name]
     _check_keys(raw, FEED_KEYS, path, where)
+    if (smo_id == SPONSOR_ID) != (feed.sender == "sponsor"):
+        raise ProfileError(
+            path,
+            where,
+            f"feed {name} is delivered by the sponsor only (profile smo_id {SPONSOR_ID})"
+            if feed.sender == "sponsor"
+            else f"smo_id {SPONSOR_ID} is reserved for the sponsor's own feeds "
+            f"({', '.join(SPONSOR_FEEDS)}); an SMO profile needs its own smo_id",
+        )
     pattern = raw.get("file_pattern")
     if not isinstance(pattern, str) or not pattern:
         raise ProfileError(
@@ -382,7 +394,8 @@ def _feed_profile(
     constants = {
         k: str(v) for k, v in _mapping(raw.get("constants"), path, f"{where}.constants").items()
     }
-    constants.setdefault("smo_id", smo_id)
+    if "smo_id" in feed.column_names:
+        constants.setdefault("smo_id", smo_id)
     for target in constants:
         if target not in feed.column_names:
             raise ProfileError(
@@ -513,6 +526,8 @@ def load_profile(path: Path | str) -> Profile:
         sdtm = parse_sdtm_spec(
             _mapping(raw["sdtm"], path, "sdtm"), base_file, base_partial, smo_id, path
         )
+    if sdtm is not None and smo_id == SPONSOR_ID:
+        raise ProfileError(path, "sdtm", f"the {SPONSOR_ID} profile reads sponsor feeds only")
     if not feeds_raw and sdtm is None:
         raise ProfileError(path, "feeds", "required: at least one feed")
     feeds = {

@@ -39,7 +39,7 @@ create table if not exists ops.deliveries (
     delivery_id     bigint primary key,
     smo_id          varchar not null,
     feed            varchar,
-    study_id        varchar,        -- the file's study; null when it covers several
+    study_id        varchar,        -- the file's study; null when it covers several ('*' for the sponsor's list)
     studies         varchar[],      -- every study the snapshot covers
     file_name       varchar not null,
     sha256          varchar not null,
@@ -211,12 +211,15 @@ def _ledger_row(
     stored_path: str | None,
     duplicate_of: int | None = None,
 ) -> list:
-    covered = result.studies if result.feed and FEEDS[result.feed].per_study else []
+    feed = FEEDS[result.feed] if result.feed else None
+    covered = result.studies if feed and feed.per_study else []
+    # The sponsor's list covers every study at once: its ledger rows say so ('*').
+    study_id = ALL_STUDIES if feed and feed.sender == "sponsor" else result.study_id
     return [
         delivery_id,
         result.smo_id,
         result.feed,
-        result.study_id,
+        study_id,
         covered,
         result.path.name,
         result.sha256,

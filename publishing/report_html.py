@@ -461,8 +461,8 @@ def needs_attention(a: Attention) -> SectionHtml:
         f'<li data-attention="{kind}">{escape(line)}</li>' for kind, line in attention_items(a)
     )
     note = (
-        '<p class="note">QTL exceedances with no evaluation recorded (seed qtl_evaluations, as '
-        "published) and red site flags whose episode starts this week (not flagged last week, "
+        '<p class="note">QTL exceedances with no evaluation recorded (a QTL oversight action '
+        "closed as DONE, as published) and red site flags whose episode starts this week (not flagged last week, "
         f"flag_status). {a.persisting_red_flags} red flags persist from earlier weeks: see "
         '<a href="#red-sites">Sites with red flags</a>.</p>'
     )
@@ -701,7 +701,8 @@ def qtls(rows: list[dict]) -> SectionHtml:
     )
     return SectionHtml(
         table + '<p class="note">Study-level quality tolerance limits (ICH E6(R3) 3.10.1.3, seed '
-        "qtl_definitions). An exceedance needs a recorded evaluation (seed qtl_evaluations); "
+        "qtl_definitions). An exceedance needs a recorded evaluation (the sponsor's QTL oversight "
+        "action, closed with its outcome); "
         "'no data' means the study has no value for the parameter yet.</p>",
         csvs=(table_csv,),
     )

@@ -2,7 +2,8 @@
 
 Layout of `out/`:
     inbox/<smo_id>/<file>      one full snapshot per SMO, feed (and study) and week
-    profiles/<smo_id>.yaml     the ingest profile of each SMO's dialect
+    inbox/SPONSOR/<file>       the sponsor's oversight actions, one full list per week
+    profiles/<smo_id>.yaml     the ingest profile of each SMO's dialect (and SPONSOR.yaml)
     registry/                  ClinicalTrials.gov API v2-shaped fixtures (synthetic, offline)
     ground_truth.json          what was planted, for tests that check the marts find it
 
@@ -21,6 +22,9 @@ from typing import Any
 
 import yaml
 
+from expectations.feeds import SPONSOR_ID
+from synthetic.actions import profile as sponsor_profile
+from synthetic.actions import write_actions
 from synthetic.dialects import FeedWriter
 from synthetic.portfolio import SMO, Portfolio, Scale, build_portfolio, site_history, snapshot
 
@@ -147,6 +151,7 @@ def ground_truth(
     edits: list[dict[str, Any]],
     registry: dict[str, Any],
     rejected: list[dict[str, Any]] | None = None,
+    actions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     dates = portfolio.delivery_dates
     edit_from = portfolio.edit_from
@@ -209,6 +214,7 @@ def ground_truth(
             for e in edits
         ],
         "registry": registry,
+        "oversight_actions": actions or {},
     }
 
 
@@ -236,8 +242,15 @@ def generate(
         text = yaml.safe_dump(profile, allow_unicode=True, sort_keys=False)
         (profiles / f"{smo.smo_id}.yaml").write_text(text, encoding="utf-8")
     delivered = write_deliveries(portfolio, out)
+    text = yaml.safe_dump(sponsor_profile(), allow_unicode=True, sort_keys=False)
+    (profiles / f"{SPONSOR_ID}.yaml").write_text(text, encoding="utf-8")
+    files, actions = write_actions(portfolio, out / "inbox", delivered["rejected_deliveries"])
+    for path, delivery_date in files:
+        _set_received_time(path, delivery_date)
     registry = write_registry_fixtures(portfolio, out / "registry")
-    truth = ground_truth(portfolio, delivered["edits"], registry, delivered["rejected_deliveries"])
+    truth = ground_truth(
+        portfolio, delivered["edits"], registry, delivered["rejected_deliveries"], actions
+    )
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=2, ensure_ascii=False) + "\n")
     return truth
 

@@ -134,6 +134,18 @@ PLANTED_SITE_ROLES = {
     "crc_turnover": 1,
     "retroactive_edits": 1,
 }
+#: The site KRI each planted role turns red (tests/test_marts_ground_truth.py checks the marts
+#: find them); the sponsor's planted oversight actions target these flags.
+PLANTED_ROLE_KRI = {
+    "never_enrolling": "non_enrolling_site",
+    "slow_enrolling": "enrollment_rate",
+    "high_screen_failure": "screen_failure_rate",
+    "many_important_deviations": "important_deviation_rate",
+    "under_reporting_deviations": "important_deviation_rate",
+    "long_entry_lag": "entry_lag_over_10d_share",
+    "crc_turnover": "crc_turnover",
+    "retroactive_edits": "retroactive_changes",
+}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Dagster job; every test reads the resulting warehouse.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -298,3 +298,44 @@ def test_no_mart_published_from_the_demo_holds_nan_or_infinity(demo):
     checked, found = non_finite_cells(Path(warehouse).parent / "publish" / "oversight.duckdb")
     assert checked > 50
     assert found == []
+
+
+def test_the_planted_unattended_flag_is_unattended_and_acted_on_flags_are_attended(demo):
+    """The sponsor's actions list (synthetic/actions.py): the planted flag nobody acted on is
+    unattended this week, every planted action attends its flag from the day it was opened, the
+    planted overdue action is overdue, and QTL evaluations come from the QTL actions."""
+    con, truth = demo
+    planted = truth["oversight_actions"]
+    latest = _rows(con, "select max(as_of_date) from marts.unattended_signals")[0][0]
+
+    def states(smo, study, site, kri):
+        return con.execute(
+            "select state, first_action_id, first_action_opened from marts.unattended_signals "
+            "where as_of_date = ? and signal_type = 'SITE_FLAG' and is_open "
+            "and smo_id = ? and study_id = ? and site_id = ? and kri_id = ?",
+            [latest, smo, study, site, kri],
+        ).fetchall()
+
+    u = planted["unattended_flag"]
+    assert states(u["smo_id"], u["study_id"], u["site_id"], u["kri_id"]) == [
+        ("unattended", None, None)
+    ]
+    for a in planted["attended_flags"]:
+        opened = date.fromisoformat(a["opened_date"])
+        found = states(a["smo_id"], a["study_id"], a["site_id"], a["kri_id"])
+        assert found == [("attended", a["action_id"], opened)], a
+    assert _rows(con, "select action_id, status from marts.oversight_actions where is_overdue") == [
+        (planted["overdue_action_id"], "OPEN")
+    ]
+    for q in planted["qtl_actions"]:
+        rows = con.execute(
+            "select evaluation_action_id from marts.study_qtls where as_of_date = ? "
+            "and study_id = ? and qtl_id = ? and is_exceeded",
+            [latest, q["study_id"], q["qtl_id"]],
+        ).fetchall()
+        assert rows == [(q["action_id"],)], q
+    # the sender is never an SMO
+    for mart in ("smo_scorecard", "feed_freshness", "deliveries_used", "site_flags"):
+        assert _rows(con, f"select count(*) from marts.{mart} where smo_id = 'SPONSOR'") == [
+            (0,)
+        ], mart

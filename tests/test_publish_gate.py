@@ -208,6 +208,8 @@ def test_what_bi_users_may_not_see_is_declared_in_the_mart_yaml(manifest):
     assert log.quotes_cells == ("rejection_reasons",)
     assert changes.free_text_fields == {"new_value": "field", "old_value": "field"}
     assert rules["site_enrollment"].published_source("marts.x") == "marts.x"
+    # the sponsor's action prose stays in the warehouse; its recorded outcome is published
+    assert rules["oversight_actions"].withheld == ("action_text",)
 
 
 LOG_RULES = MartRules(

@@ -90,6 +90,8 @@ def test_marts_rebuilt_from_shuffled_rows_are_identical(refreshed_env: Path, dag
         "site_flags",
         "flag_status",
         "flag_episodes",
+        "oversight_actions",
+        "unattended_signals",
     } <= set(before)
 
     shuffled = shuffle_sources(warehouse)

@@ -145,6 +145,54 @@ def stale_feeds(warehouse: DuckDBWarehouse):
     )
 
 
+@dg.asset_check(
+    asset=MART_KEYS["unattended_signals"],
+    name="unattended_signals",
+    blocking=False,
+    pool=WAREHOUSE_WRITER_POOL,
+    description="Warns when a red site flag or QTL exceedance had no oversight action opened within "
+    "SMO_ACTION_DUE_DAYS (default 14) of its start (spec 4: escalation is measured).",
+)
+def unattended_signals(warehouse: DuckDBWarehouse):
+    with warehouse.connect() as con:
+        rows = con.execute(
+            """
+            select study_id, coalesce(site_id || ' (' || smo_id || ')', 'study-level'),
+                   coalesce(kri_id, 'QTL ' || qtl_id), started_week, action_due_by,
+                   weeks_since_start, actions_list_in_effect
+            from marts.unattended_signals
+            where as_of_date = (select max(as_of_date) from marts.unattended_signals)
+              and is_open and state = 'unattended'
+            order by all
+            """
+        ).fetchall()
+    no_list = " (no oversight actions list delivered yet)" if rows and not rows[0][6] else ""
+    return dg.AssetCheckResult(
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(rows)} unattended signal(s){no_list}: "
+            + "; ".join(
+                f"{study} {where} {what}, {weeks} weeks since start"
+                for study, where, what, _s, _d, weeks, _l in rows
+            )
+            if rows
+            else "Every open red site flag and QTL exceedance has an action or is within its window."
+        ),
+        metadata={
+            "unattended_signals": len(rows),
+            "unattended": dg.MetadataValue.md(
+                markdown_table(
+                    ["study", "site (SMO)", "KRI or QTL", "started", "action due by", "weeks"],
+                    [list(r[:6]) for r in rows],
+                )
+                if rows
+                else "none"
+            ),
+        },
+    )
+
+
 publish_gate_checks = [_gate_check(mart) for mart in MART_KEYS]
 
 

@@ -34,6 +34,11 @@ def frame(feed: str, **overrides) -> pl.DataFrame:
                          due_date=D(2027, 1, 1), paid_date=D(2025, 6, 1), holdback_amount=10.0),
         "staffing": dict(smo_id="SMO-A", site_id="X1", crc_id="C1", start_date=D(2025, 1, 1),
                          role="CRC", end_date=D(2025, 9, 1), fte=1.0),
+        "oversight_actions": dict(action_id="A1", study_id="S1", target_type="SITE_FLAG",
+                                  site_id="X1", kri_id="enrollment_rate", opened_date=D(2026, 11, 2),
+                                  owner="Central monitoring", action_text="Call the SMO",
+                                  due_date=D(2026, 12, 1), status="DONE",
+                                  closed_date=D(2026, 11, 9), outcome="Plan agreed"),
     }[feed]  # fmt: skip
     feed_def = FEEDS[feed]
     first = {**rows, **overrides}

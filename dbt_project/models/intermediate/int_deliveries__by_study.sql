@@ -1,6 +1,8 @@
 -- Accepted deliveries (current or superseded since), one row per study a delivery covers;
 -- feeds that are not per study ('staffing') use study_id '*'. Each row knows the delivery it
 -- replaced for the same SMO, feed and study, which is what retroactive-change detection compares.
+-- SMO feeds only: the sponsor's oversight-actions lists (int_actions__in_effect) are not an SMO's
+-- delivery, so they add no as-of week and count in no SMO's coverage or lineage.
 with accepted as (
     select
         delivery_id,
@@ -13,6 +15,7 @@ with accepted as (
         received_at
     from {{ ref('stg_smo__deliveries') }}
     where status in ('ACCEPTED', 'SUPERSEDED')
+        and smo_id <> '{{ var("sponsor_sender_id") }}'
 )
 
 select

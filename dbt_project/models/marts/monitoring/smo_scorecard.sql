@@ -3,6 +3,8 @@
 -- inputs is 'no_data' (never green). overall_rag is the worst RAG of the SMO that week, except
 -- that an SMO missing an input it is contracted for (a feed with no accepted delivery, or a column
 -- its format did not carry) is 'incomplete' unless it is red: never green on missing data.
+-- unattended_signals (red site flags the sponsor did not act on in time, marts.unattended_signals)
+-- is the sponsor's escalation measured per SMO: shown, never rated, so it does not move the SMO's RAG.
 with smo_kpis as (
     select * from {{ ref('int_kpi__rollups') }} where level = 'smo'
 ),
@@ -39,6 +41,16 @@ rated as (
         end as rag
     from smo_kpis as s
     left join {{ ref('kri_definitions') }} as k on k.kpi_id = s.kpi_id and k.level = 'smo'
+),
+
+unattended as (
+    {{ unattended_kpi('smo', '(select distinct as_of_date, smo_id from smo_kpis)') }}
+),
+
+kpis as (
+    select * from rated
+    union all by name
+    select *, case when no_data_reason is null then numerator end as value from unattended
 )
 
 select
@@ -51,6 +63,6 @@ select
         else 'not_evaluated'
     end as overall_rag,
     g.incomplete_reason
-from rated as r
+from kpis as r
 left join contract_gaps as g using (as_of_date, smo_id)
 window smo_week as (partition by r.as_of_date, r.smo_id)

@@ -1,5 +1,6 @@
 -- Per as-of week, SMO and feed: how old the newest accepted delivery is. An SMO that stops
--- delivering a feed keeps its last good data in the marts; this is where that shows.
+-- delivering a feed keeps its last good data in the marts; this is where that shows. SMOs only:
+-- the sponsor's own oversight-actions list is not an SMO feed.
 with received as (
     select
         smo_id,
@@ -10,6 +11,7 @@ with received as (
         received_at
     from {{ ref('stg_smo__deliveries') }}
     where feed is not null and status in ('ACCEPTED', 'SUPERSEDED', 'REJECTED')
+        and smo_id <> '{{ var("sponsor_sender_id") }}'
 ),
 
 weeks as (
