@@ -122,8 +122,9 @@ def _rejected_sql() -> str:
     """
 
 
-def _tables(actions_columns: set[str]) -> list[_Table]:
-    """The pack's tables; the actions mart's when the publish has it (`actions_columns`)."""
+def _tables(actions_columns: set[str], published_tables: set[str]) -> list[_Table]:
+    """The pack's tables; the actions mart's when the publish has it (`actions_columns`), the
+    escalation mart's when it has that."""
     in_weeks = "study_id = getvariable('study') and as_of_date in (from pack_weeks)"
     tables = [
         _Table(META_TABLE, "Publish read",
@@ -176,7 +177,8 @@ def _tables(actions_columns: set[str]) -> list[_Table]:
                "value), from the warehouse's read-only copy.",
                """from wh.ops.gate_results
                   where delivery_id in (select delivery_id from pack_lineage
-                                        union select delivery_id from pack_rejected)
+                                        union select delivery_id from pack_rejected
+                                        union select delivery_id from pack_action_lists)
                   order by all"""),
         _Table("publish_run_gates", "Gates of the run that built the publish",
                "The warehouse (dbt tests), publish (great-expectations) and per-feed "
@@ -190,8 +192,7 @@ def _tables(actions_columns: set[str]) -> list[_Table]:
         where = []
         if "study_id" in actions_columns:
             where.append("study_id = getvariable('study')")
-        if "as_of_date" in actions_columns:
-            where.append("as_of_date in (from pack_weeks)")
+        # The mart holds each action's latest state (its closure included): no week filter.
         # spec 2.5's action rows: those open at some time in the range
         if "opened_date" in actions_columns:
             where.append("(opened_date is null or opened_date <= getvariable('week_to'))")
@@ -199,12 +200,34 @@ def _tables(actions_columns: set[str]) -> list[_Table]:
             where.append("(closed_date is null or closed_date > getvariable('window_start'))")
         tables.insert(
             5,
-            _Table("actions", "Actions and their closure",
-                   f"Actions recorded on the study's flags and QTLs, with their closure "
-                   f"(published `{ACTIONS_MART}`).",
-                   f"from {ACTIONS_MART}"
-                   + (" where " + " and ".join(where) if where else "")
-                   + " order by all"),
+            _Table(
+                "actions",
+                "Actions and their closure",
+                f"Actions recorded on the study's flags and QTLs, with their closure "
+                f"(published `{ACTIONS_MART}`).",
+                f"from {ACTIONS_MART}"
+                + (" where " + " and ".join(where) if where else "")
+                + " order by all",
+            ),
+        )
+        tables.insert(
+            6,
+            _Table("actions_lineage", "Lineage: the actions lists",
+                   "The sponsor's actions list deliveries the actions above come from: "
+                   "file, SHA-256, received time and verdict (`ops.deliveries`).",
+                   """select delivery_id, smo_id as sender, feed, file_name, sha256,
+                             received_at, delivery_date, status
+                      from wh.ops.deliveries
+                      where delivery_id in (from pack_action_lists) order by all"""),
+        )  # fmt: skip
+    if "unattended_signals" in published_tables:
+        tables.insert(
+            5,
+            _Table("unattended_signals", "Escalation: unattended signals",
+                   "Each week's red flag episodes and QTL exceedances of the study: start, "
+                   "action due by, first action, attended / awaiting / unattended "
+                   "(published `unattended_signals`).",
+                   f"from unattended_signals where {in_weeks} order by all"),
         )  # fmt: skip
     return tables
 
@@ -443,8 +466,22 @@ def _write(
         )
         con.execute(f"create temp table pack_lineage as {_lineage_sql()}")
         con.execute(f"create temp table pack_rejected as {_rejected_sql()}")
+        # the actions lists the study's actions were read from (their gate results go in too)
+        action_lists = (
+            f"select distinct delivery_id from {ACTIONS_MART} where study_id = getvariable('study')"
+            if {"delivery_id", "study_id"} <= actions_columns
+            else "select null::bigint as delivery_id where false"
+        )
+        con.execute(f"create temp table pack_action_lists as {action_lists}")
+        published_tables = {
+            t
+            for (t,) in _one(
+                con,
+                "select table_name from duckdb_tables() where database_name = current_database()",
+            )
+        }
         pack = EvidencePack(staging, staging, study, weeks, publish_id)
-        for table in _tables(actions_columns):
+        for table in _tables(actions_columns, published_tables):
             rows = _export(con, table, staging)
             for suffix in ("csv", "parquet"):
                 pack.files.append(

@@ -218,10 +218,7 @@ def oversight_actions(con: Connection) -> list[dict]:
     """The one place the report reads the sponsor's actions: every row of the published
     `oversight_actions` (spec 2.5 columns: action_id, study_id, site_id, kri_id, status,
     opened_date, due_date, owner, action_text, ...), [] when the publish has no such table."""
-    (present,) = con.execute(
-        "select count(*) from duckdb_tables() where table_name = ?", [ACTIONS_TABLE]
-    ).fetchall()[0]
-    if not present:
+    if not _published(con, ACTIONS_TABLE):
         return []
     return _rows(con, f"select * from {ACTIONS_TABLE}")
 
@@ -349,13 +346,46 @@ def qtls(con: Connection) -> list[dict]:
 @dataclass(frozen=True)
 class Attention:
     """What a lead should act on this week: red flags whose episode starts this week (flag_status
-    new), and QTL exceedances with no recorded evaluation (study_qtls status
-    `exceeded_evaluation_due`)."""
+    new), signals nobody acted on in time (unattended_signals), QTL exceedances with no
+    recorded evaluation (study_qtls status `exceeded_evaluation_due`) and overdue actions
+    (oversight_actions)."""
 
     new_red_flags: list[dict]
     qtls_due: list[dict]
     #: red flags this week whose episode started earlier (listed under red sites)
     persisting_red_flags: int = 0
+    #: open red flags and QTL exceedances with no action opened by their due date
+    unattended: list[dict] = field(default_factory=list)
+    #: open actions past their due date
+    overdue_actions: list[dict] = field(default_factory=list)
+
+
+def _published(con: Connection, table: str) -> bool:
+    (present,) = con.execute(
+        "select count(*) from duckdb_tables() where table_name = ?", [table]
+    ).fetchall()[0]
+    return bool(present)
+
+
+def unattended(con: Connection) -> list[dict]:
+    """Open signals of the latest week in state `unattended` (unattended_signals), with the
+    KRI's readable name or the QTL's description, oldest first; [] before the mart exists."""
+    if not _published(con, "unattended_signals"):
+        return []
+    return _rows(
+        con,
+        f"""
+        select u.*, k.label as kri_label, q.description as qtl_description
+        from (
+            select * {_latest("unattended_signals", "state = 'unattended' and is_open")}
+        ) as u
+        left join (select distinct kri_id, label from kri_catalog) as k using (kri_id)
+        left join (
+            select distinct study_id, qtl_id, description from study_qtls
+        ) as q using (study_id, qtl_id)
+        order by u.started_week, u.study_id, u.site_id nulls first, u.kri_id, u.qtl_id
+        """,
+    )
 
 
 def needs_attention(con: Connection) -> Attention:
@@ -364,6 +394,11 @@ def needs_attention(con: Connection) -> Attention:
         new_red_flags=[r for r in flags if r["flag_status"] == "new"],
         qtls_due=[r for r in qtls(con) if r["qtl_status"] == "exceeded_evaluation_due"],
         persisting_red_flags=sum(1 for r in flags if r["flag_status"] != "new"),
+        unattended=unattended(con),
+        overdue_actions=sorted(
+            (a for a in oversight_actions(con) if a.get("is_overdue")),
+            key=lambda a: (-(a.get("days_overdue") or 0), a["action_id"]),
+        ),
     )
 
 

@@ -417,9 +417,11 @@ def _action_line(a: dict) -> str:
     """One oversight action in a line: id, status, dates, owner, what."""
     dates = f"opened {a.get('opened_date') or '–'}, due {a.get('due_date') or '–'}"
     closed = f", closed {a['closed_date']}" if a.get("closed_date") else ""
+    # action_text stays in the warehouse (not published); the outcome, when closed, is.
+    what = a.get("action_text") or a.get("outcome")
     return (
         f"{a.get('action_id') or ''} {a.get('status') or ''} ({dates}{closed}; "
-        f"{a.get('owner') or 'no owner'}): {a.get('action_text') or ''}"
+        f"{a.get('owner') or 'no owner'})" + (f": {what}" if what else "")
     ).strip()
 
 
@@ -443,16 +445,54 @@ def qtl_line(q: dict) -> str:
     return (
         f"{q['study_id']}: QTL {q['description']} {_num(q['value'])} {side} the limit "
         f"{_num(q['limit_value'])} ({_num(q['numerator'])} of {_num(q['denominator'])}), "
-        f"exceeded {weeks} week{'s' if weeks != 1 else ''} in a row; no evaluation recorded"
+        f"exceeded {weeks} week{'s' if weeks != 1 else ''} in a row; {_evaluation(q)}"
+    )
+
+
+def _evaluation(q: dict) -> str:
+    """A QTL exceedance's evaluation: the sponsor's QTL action (study_qtls), or its absence."""
+    if not q.get("evaluation_action_id"):
+        return "no evaluation recorded"
+    return (
+        f"evaluation {q['evaluation_action_id']} {q.get('evaluation_status') or ''}, not closed"
+        if q.get("evaluation_status") not in ("DONE",)
+        else f"evaluated by {q['evaluation_action_id']}"
+    )
+
+
+def unattended_line(u: dict) -> str:
+    """One unattended signal in one sentence: what, since when, when an action was due."""
+    weeks = u["weeks_since_start"]
+    since = f"red since {u['started_week']} ({weeks} week{'s' if weeks != 1 else ''})"
+    if u["signal_type"] == "QTL":
+        what = f"{u['study_id']}: QTL {u.get('qtl_description') or u['qtl_id']}"
+        since = since.replace("red since", "exceeded since")
+    else:
+        what = (
+            f"{u['site_id']} ({u['smo_id']}, {u['study_id']}): {u.get('kri_label') or u['kri_id']}"
+        )
+    return f"{what}, {since}; no action opened by {u['action_due_by']}"
+
+
+def overdue_line(a: dict) -> str:
+    """One overdue action: id, target, owner, how late."""
+    days = a.get("days_overdue")
+    return (
+        f"{a['action_id']} on {a.get('target_label') or a.get('target_type')} "
+        f"({a.get('study_id')}): {a.get('status')}, due {a.get('due_date')}, "
+        f"{days} day{'s' if days != 1 else ''} overdue; owner {a.get('owner') or '–'}"
     )
 
 
 def attention_items(a: Attention) -> list[tuple[str, str]]:
     """The needs-attention items as (kind, sentence), QTL exceedances first: the report's list
     and `make demo`'s summary."""
-    return [("qtl", f"QTL exceeded, evaluation due: {qtl_line(q)}") for q in a.qtls_due] + [
-        ("red-flag", f"New red flag: {red_flag_line(r)}") for r in a.new_red_flags
-    ]
+    return (
+        [("qtl", f"QTL exceeded, evaluation due: {qtl_line(q)}") for q in a.qtls_due]
+        + [("red-flag", f"New red flag: {red_flag_line(r)}") for r in a.new_red_flags]
+        + [("unattended", f"Unattended: {unattended_line(u)}") for u in a.unattended]
+        + [("overdue-action", f"Overdue action: {overdue_line(x)}") for x in a.overdue_actions]
+    )
 
 
 def needs_attention(a: Attention) -> SectionHtml:
@@ -462,9 +502,11 @@ def needs_attention(a: Attention) -> SectionHtml:
     )
     note = (
         '<p class="note">QTL exceedances with no evaluation recorded (a QTL oversight action '
-        "closed as DONE, as published) and red site flags whose episode starts this week (not flagged last week, "
-        f"flag_status). {a.persisting_red_flags} red flags persist from earlier weeks: see "
-        '<a href="#red-sites">Sites with red flags</a>.</p>'
+        "closed as DONE, as published); red site flags whose episode starts this week (not "
+        "flagged last week, flag_status); open red flags and QTL exceedances with no action "
+        "opened within SMO_ACTION_DUE_DAYS of their start (unattended_signals); open actions "
+        f"past their due date (oversight_actions). {a.persisting_red_flags} red flags persist "
+        'from earlier weeks: see <a href="#red-sites">Sites with red flags</a>.</p>'
     )
     return SectionHtml((f"<ul>{items}</ul>" if items else NO_ROWS) + note)
 

@@ -80,7 +80,30 @@ def test_pack_holds_every_file_its_index_lists(env: Path, tmp_path: Path):
     # no publish of the earlier weeks is kept: the index says so instead of rendering another
     index = (out / "index.html").read_text()
     assert index.count("no report kept") == len(manifest["weeks"]) - 1
-    assert f"no <code>{ACTIONS_MART}</code>" in index or "no actions feed published" in index
+    # the demo's actions list is published: the study's actions, their list's lineage and gates
+    assert "no actions feed published" not in index
+    with duckdb.connect(str(env / "publish/oversight.duckdb"), read_only=True) as con:
+        expected = {
+            r[0]
+            for r in con.execute(
+                f"select action_id from {ACTIONS_MART} where study_id = ?", [STUDY]
+            ).fetchall()
+        }
+    packed = pl.read_parquet(out / "tables/actions.parquet")
+    assert expected and set(packed["action_id"]) <= expected
+    lists = pl.read_parquet(out / "tables/actions_lineage.parquet")
+    assert set(lists["delivery_id"]) == set(packed["delivery_id"]) and lists.height > 0
+    gated = set(pl.read_parquet(out / "tables/gate_results.parquet")["delivery_id"])
+    assert set(lists["delivery_id"]) <= gated
+
+
+def _action_lists(env: Path) -> set[int]:
+    """The actions list deliveries the study's published actions come from."""
+    with duckdb.connect(str(env / "publish/oversight.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            f"select distinct delivery_id from {ACTIONS_MART} where study_id = ?", [STUDY]
+        ).fetchall()
+    return {r[0] for r in rows}
 
 
 def test_gate_results_and_lineage_equal_the_ops_tables(env: Path, tmp_path: Path):
@@ -130,7 +153,7 @@ def test_gate_results_and_lineage_equal_the_ops_tables(env: Path, tmp_path: Path
                order by all""",
             [first, last, STUDY, sorted(serving)],
         ).fetchall()
-        ids = sorted({row[3] for row in expected})
+        ids = sorted({row[3] for row in expected} | _action_lists(env))
         expected_gates = con.execute(
             "select * from ops.gate_results where list_contains(?, delivery_id) order by all",
             [ids],
@@ -252,7 +275,7 @@ def test_actions_are_packed_when_the_publish_has_them(
     old = weeks[0] - dt.timedelta(days=60)
     with duckdb.connect(str(bi_file)) as con:
         con.execute(
-            f"create table {ACTIONS_MART} as select * from (values"
+            f"create or replace table {ACTIONS_MART} as select * from (values"
             " ('A1', ?, ?::date, 'DONE', ?::date),"  # closed in the range: in
             " ('A2', 'SYN-002', ?::date, 'OPEN', null),"  # another study: out
             " ('A3', ?, ?::date, 'OPEN', null),"  # still open: in

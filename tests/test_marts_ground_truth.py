@@ -6,6 +6,7 @@ Dagster job; every test reads the resulting warehouse.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -33,12 +34,16 @@ EXPECTED_RED_KRI = {
 
 
 @pytest.fixture(scope="module")
-def demo(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict]]:
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's folder: data/, warehouse.duckdb, publish/ (filled by `demo`)."""
+    return tmp_path_factory.mktemp("demo")
+
+
+@pytest.fixture(scope="module")
+def demo(demo_root: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict]]:
     from synthetic.generate import generate
 
-    root = tmp_path_factory.mktemp("demo")
+    root = demo_root
     truth = generate(root / "data", scale="demo", weeks=8, seed=7)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SMO_WAREHOUSE_PATH", str(root / "warehouse.duckdb"))
@@ -339,3 +344,27 @@ def test_the_planted_unattended_flag_is_unattended_and_acted_on_flags_are_attend
         assert _rows(con, f"select count(*) from marts.{mart} where smo_id = 'SPONSOR'") == [
             (0,)
         ], mart
+
+
+def test_the_report_asks_for_the_planted_unattended_flag_and_overdue_action(demo, demo_root):
+    """The report's needs-attention list (rendered from the demo's published file) names the
+    planted unattended flag and the planted overdue action, and as many unattended signals as
+    the published mart has this week."""
+    from publishing.report import REPORT_NAME
+
+    con, truth = demo
+    planted = truth["oversight_actions"]
+    html = (demo_root / "publish" / REPORT_NAME).read_text(encoding="utf-8")
+    items = re.findall(r'<li data-attention="([a-z-]+)">(.*?)</li>', html)
+    unattended = [text for kind, text in items if kind == "unattended"]
+    (count,) = _rows(
+        con,
+        "select count(*) from marts.unattended_signals where state = 'unattended' and is_open "
+        "and as_of_date = (select max(as_of_date) from marts.unattended_signals)",
+    )[0]
+    assert len(unattended) == count
+    u = planted["unattended_flag"]
+    assert any(text.startswith(f"Unattended: {u['site_id']} ({u['smo_id']}, {u['study_id']})")
+               for text in unattended), unattended  # fmt: skip
+    overdue = [text for kind, text in items if kind == "overdue-action"]
+    assert [t.split()[2] for t in overdue] == [planted["overdue_action_id"]]

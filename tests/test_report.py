@@ -417,6 +417,24 @@ def test_every_red_flag_and_qtl_shows_the_marts_numbers(published: Path):
             "flag = 'red' and as_of_date = (select max(as_of_date) from site_flags)"
         ).fetchall()
         ages = _flag_ages(con)
+        # the newest open action on each red flag (site x KRI), independently of report_data
+        open_actions = dict(
+            con.execute(
+                "select smo_id || '|' || study_id || '|' || site_id || '|' || kri_id, "
+                "arg_max(action_id, opened_date) from oversight_actions "
+                "where target_type = 'SITE_FLAG' and status in ('OPEN', 'IN_PROGRESS') group by all"
+            ).fetchall()
+        )
+        unattended = con.execute(
+            "select count(*) from unattended_signals where state = 'unattended' and is_open "
+            "and as_of_date = (select max(as_of_date) from unattended_signals)"
+        ).fetchone()[0]
+        overdue = sorted(
+            r[0]
+            for r in con.execute(
+                "select action_id from oversight_actions where is_overdue"
+            ).fetchall()
+        )
         qtls = con.execute(
             "select study_id || '|' || qtl_id, value, limit_value, qtl_status from study_qtls "
             "where as_of_date = (select max(as_of_date) from study_qtls)"
@@ -447,7 +465,9 @@ def test_every_red_flag_and_qtl_shows_the_marts_numbers(published: Path):
         if name == "flag_age_weeks":
             assert (text == "new this week") == (ages[key][0] == "new"), (key, text)
         if name == "open_action":
-            assert text == "none", (key, text)  # no actions in this publish
+            action = open_actions.get(key)
+            assert (text == "none") == (action is None), (key, text)
+            assert action is None or text.startswith(f"{action} "), (key, text)
 
     assert set(page.qtl_status) == {key for key, *_ in qtls} and qtls
     for key, value, limit, status in qtls:
@@ -469,6 +489,10 @@ def test_every_red_flag_and_qtl_shows_the_marts_numbers(published: Path):
     for key in new:
         _smo, _study, site, _kri = key.split("|")
         assert any(f"{site} (" in text for text in attention_flags), key
+    # (the 3-week portfolio may have none: test_marts_ground_truth checks the demo's planted ones)
+    assert sum(kind == "unattended" for kind, _ in page.attention) == unattended
+    overdue_shown = sorted(t.split()[2] for kind, t in page.attention if kind == "overdue-action")
+    assert overdue_shown == overdue
 
 
 def test_red_flag_and_qtl_lines_say_value_comparator_test_and_age():
@@ -736,6 +760,8 @@ def test_actions_are_read_from_the_published_file_when_it_has_them(published: Pa
 
     copy = tmp_path / "oversight.duckdb"
     shutil.copy2(published_path(published), copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute("drop table if exists oversight_actions")
     before = render(copy).html
     assert "No action recorded." in before
     with duckdb.connect(str(copy)) as con:
@@ -745,7 +771,7 @@ def test_actions_are_read_from_the_published_file_when_it_has_them(published: Pa
             "order by all limit 1"
         ).fetchall()[0]
         con.execute(
-            "create table oversight_actions as select * from (values "
+            "create or replace table oversight_actions as select * from (values "
             "('ACT-1', ?, ?, ?, 'OPEN', date '2026-11-10', date '2026-11-24', 'CRA lead', "
             "'retrain the site on eligibility', null)) as t(action_id, study_id, site_id, "
             "kri_id, status, opened_date, due_date, owner, action_text, closed_date)",
