@@ -71,8 +71,10 @@ test: setup lint browser
 bench: setup
 	$(RUN) python -m bench.refresh $(BENCH_ARGS)
 
+# The code location comes from pyproject's [tool.dg.project]. `dagster dev` advises `dg dev`,
+# which needs dagster-dg-cli (not a dependency): that one advice is silenced.
 dev: setup
-	$(RUN) dagster dev -m orchestration.definitions
+	$(RUN) python -W "ignore:Function \`dev_command\` is superseded" -m dagster dev
 
 clean:
 	rm -rf var .dagster_home dbt_project/target dbt_project/logs $(VENV_STAMP)

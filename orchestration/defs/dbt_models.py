@@ -25,6 +25,12 @@ from orchestration.lib.rebuild_fingerprint import (
     last_passing_build_at,
     record_build,
 )
+from orchestration.lib.unchanged_checks import (
+    REPORTED,
+    log_unchanged_downstream,
+    pending_downstream_checks,
+    unchanged_results,
+)
 from orchestration.lib.warehouse import (
     WAREHOUSE_WRITER_POOL,
     DuckDBWarehouse,
@@ -72,6 +78,33 @@ def warehouse_gate_rows(run_results: dict, manifest: dict, run_id: str) -> list[
             }
         )
     return rows
+
+
+def last_gate_outcomes(con, run_id: str) -> dict[str, tuple[bool, str | None]]:
+    """dbt test name -> (passed, severity) as the warehouse gate recorded them for a build."""
+    rows = con.execute(
+        "select check_name, success, json_extract_string(details, '$.severity') "
+        "from ops.gate_results where run_id = ? and gate = 'warehouse' order by evaluated_at",
+        [run_id],
+    ).fetchall()
+    return {name: (bool(success), severity) for name, success, severity in rows}
+
+
+def with_row_counts(con, events: list, assets_def: dg.AssetsDefinition) -> list:
+    """Each model's materialization with its row count (`dagster/row_count`), counted here
+    after dbt closed the file: dagster-dbt's `fetch_row_counts()` counts while dbt still holds
+    the one writer's lock. The asset key is the relation (`[schema, table]`, the translator)."""
+    keys = {name: key for key, name in assets_def.output_names_by_entity_key.items()}
+    counted = []
+    for event in events:
+        if isinstance(event, dg.Output):
+            schema, table = keys[event.output_name].path
+            (rows,) = con.execute(f'select count(*) from "{schema}"."{table}"').fetchall()[0]
+            event = event.with_metadata(
+                {**event.metadata, "dagster/row_count": dg.MetadataValue.int(rows)}
+            )
+        counted.append(event)
+    return counted
 
 
 def _failure_summary(run_results: dict, pulled: list) -> str:
@@ -126,6 +159,7 @@ def warehouse_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBWarehouse
 ):
     full = set(context.selected_asset_keys) == set(context.assets_def.keys)
+    REPORTED.reported.clear()  # a build that runs leaves no check's warning silenced
     with warehouse.connect() as con:
         inputs = fingerprint(con, load_manifest())
         previous = last_build(con)
@@ -144,11 +178,18 @@ def warehouse_models(
                     f"The oversight report did not match the published file (publish "
                     f"{report.publish_id}): regenerated {report.latest}."
                 )
+            downstream = pending_downstream_checks(context)
+            with warehouse.connect(read_only=True) as con:
+                outcomes = last_gate_outcomes(con, previous[1])
+            yield from unchanged_results(context, previous[1], outcomes)
+            repeated = log_unchanged_downstream(context, downstream)
             context.log.info(
                 f"Nothing dbt reads has changed since run {previous[1]} (no new deliveries, "
                 f"registry versions, project or code changes), and that build is the one "
-                f"published: dbt build skipped, the published marts stay. Tag a run "
-                f"{REBUILD_TAG}=true to rebuild anyway."
+                f"published: dbt build skipped, the published marts stay; "
+                f"{len(context.selected_asset_check_keys)} dbt tests and {repeated} downstream "
+                f"checks report their outcome of then. Tag a run {REBUILD_TAG}=true to rebuild "
+                f"anyway."
             )
             return
         # The last passing build never reached the BI file (killed or failed between the build
@@ -205,6 +246,8 @@ def warehouse_models(
                         f"{list(done.restored_delivery_ids) or 'none'}); report {done.report_path}. "
                         "Rebuilding for every other SMO."
                     )
+    with warehouse.connect(read_only=True) as con:
+        events = with_row_counts(con, events, context.assets_def)
     yield from events
     prune_run_targets(invocation.target_path.parent, context.op_def.name)
     if not invocation.is_successful():

@@ -8,6 +8,8 @@ re-parsed on load so model edits show up without a rebuild.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from collections.abc import Mapping
 from functools import cache
@@ -19,12 +21,19 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtP
 
 from core.settings import DBT_PROJECT_DIR
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
-dbt_project.prepare_if_dev()
-
 #: The dbt CLI installed beside this interpreter, so a non-activated venv (`.venv/bin/dagster dev`)
 #: still finds it.
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+
+if shutil.which("dbt") is None:
+    # dagster-dbt's dev-time parse (`prepare_if_dev` under `dagster dev`) runs the `dbt` found on
+    # PATH and takes no executable; without an activated venv that is this interpreter's.
+    os.environ["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]
+    )
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()
 
 
 class WarehouseNamingTranslator(DagsterDbtTranslator):
@@ -43,6 +52,73 @@ class WarehouseNamingTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return dbt_resource_props["schema"]
+
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> dg.AssetCheckSpec | None:
+        """dagster-dbt only reads a test's `meta.description`; the UI shows the test's own
+        `description:` instead, or one derived from the generic test, its column and arguments."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return dg.AssetCheckSpec(
+            name=spec.name,
+            asset=spec.asset_key,
+            description=describe_test(manifest["nodes"][unique_id]),
+            additional_deps=spec.additional_deps,
+            blocking=spec.blocking,
+            metadata=spec.metadata,
+            automation_condition=spec.automation_condition,
+        )
+
+
+def _arg(value: Any) -> str:
+    """`ref('x')` → x; lists joined; the way a reader names a relation or a value set."""
+    if isinstance(value, list | tuple):
+        return ", ".join(_arg(v) for v in value)
+    text = str(value)
+    for prefix in ("ref('", "source('"):
+        if text.startswith(prefix) and text.endswith("')"):
+            return text[len(prefix) : -2].replace("', '", ".")
+    return text
+
+
+def describe_test(node: Mapping[str, Any]) -> str:
+    """What a dbt data test asserts, in one sentence: its `description:` when it has one, else
+    derived from the generic test's name, column and arguments (dbt's own naming convention)."""
+    if node.get("description"):
+        return node["description"]
+    model = (node.get("attached_node") or "").split(".")[-1] or "the model"
+    test = node.get("test_metadata") or {}
+    if not test:
+        return (
+            f"Singular dbt test {node['name']} on {model}: passes when its query returns no rows."
+        )
+    kwargs = {k: v for k, v in (test.get("kwargs") or {}).items() if k != "model"}
+    column = kwargs.pop("column_name", None)
+    subject = f"{model}.{column}" if column else model
+    name = test["name"]
+    if name == "not_null":
+        text = f"{subject} is never NULL"
+    elif name == "unique":
+        text = f"{subject} has no duplicate values"
+    elif name == "accepted_values":
+        text = f"{subject} is one of: {_arg(kwargs.get('values', []))}"
+    elif name == "relationships":
+        text = f"every {subject} exists in {_arg(kwargs.get('to'))}.{kwargs.get('field')}"
+    elif name == "unique_combination_of_columns":
+        text = f"one row per ({_arg(kwargs.get('columns', []))}) in {model}"
+    elif name == "non_negative":
+        text = f"{subject} is never negative"
+    else:
+        args = ", ".join(f"{k}={_arg(v)}" for k, v in sorted(kwargs.items()))
+        text = f"{name} on {subject}" + (f" ({args})" if args else "")
+    severity = (node.get("config") or {}).get("severity", "error").lower()
+    return f"{text[0].upper()}{text[1:]} (dbt test {name}, severity {severity})."
 
 
 @cache
