@@ -311,19 +311,32 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _comment(con: duckdb.DuckDBPyConnection, table: str, doc: TableDoc) -> None:
-    """The table's and its columns' descriptions as DuckDB comments (duckdb_tables().comment,
-    duckdb_columns().comment), which BI tools show."""
-    con.execute(f'comment on table bi_new.main."{table}" is {_sql_text(doc.description)}')
-    published = {
-        c for (c,) in con.execute(
-            "select column_name from duckdb_columns() where database_name = 'bi_new' "
-            "and table_name = ?", [table],
-        ).fetchall()
-    }  # fmt: skip
-    for column, text in doc.columns.items():
-        if text and column in published:  # columns declared `publish: false` are left out
-            con.execute(f'comment on column bi_new.main."{table}"."{column}" is {_sql_text(text)}')
+def _comment(con: duckdb.DuckDBPyConnection, docs: dict[str, TableDoc]) -> None:
+    """Tables' and columns' descriptions as DuckDB comments (duckdb_tables().comment,
+    duckdb_columns().comment), which BI tools show; in one transaction (committing each of ~300
+    took 0.8-1.2 s of a publish, one commit 0.1 s)."""
+    published: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "select table_name, column_name from duckdb_columns() where database_name = 'bi_new'"
+    ).fetchall():
+        published.setdefault(table, set()).add(column)
+    statements = []
+    for table, doc in docs.items():
+        if table not in published:
+            continue
+        statements.append(f'comment on table bi_new.main."{table}" is {_sql_text(doc.description)}')
+        statements += [
+            f'comment on column bi_new.main."{table}"."{column}" is {_sql_text(text)}'
+            for column, text in doc.columns.items()
+            if text and column in published[table]  # `publish: false` columns are left out
+        ]
+    con.execute("begin transaction")
+    try:
+        con.execute("; ".join(statements))
+    except duckdb.Error:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
 
 
 def _write_readme(con: duckdb.DuckDBPyConnection, docs: dict[str, TableDoc], counts: dict) -> None:
@@ -447,9 +460,7 @@ def publish(
         }
         counts[README_TABLE] = len(counts) + 1
         _write_readme(con, docs, counts)
-        for table in counts:
-            if table in docs:
-                _comment(con, table, docs[table])
+        _comment(con, docs)
     finally:
         con.execute("detach bi_new")  # checkpoints the new file
     _fsync(temp)
