@@ -106,16 +106,21 @@ UNREACHABLE = ("failed to fetch", "dns error", "connection", "timed out", "netwo
 
 
 def isolated_python(
-    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory, name: str, *requirements
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *requirements: str,
+    cached: bool = True,
 ) -> Path:
     """A Python with `requirements` installed from the package registry, isolated from the
     project's environment (a BI tool's driver stack, an older DuckDB); kept in pytest's cache
-    between runs when the cache is enabled. Skips only when the registry cannot be reached."""
+    between runs when the cache is enabled and `cached` (pinned requirements). Skips only when
+    the registry cannot be reached."""
     import shutil
     import subprocess
     import sys
 
-    cache = getattr(pytestconfig, "cache", None)
+    cache = getattr(pytestconfig, "cache", None) if cached else None
     env_dir = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
     python = env_dir / "bin" / "python"
     stamp = env_dir / "requirements.txt"
