@@ -19,6 +19,12 @@ between is published again by the next run. Sets are kept like the DuckDB histor
 than two, so a reader that resolved the previous set can finish; never the one a pointer names).
 Rows are written in a fixed order (sorted on all columns), so a mart rebuilt from the same
 deliveries gives the same Parquet rows in the same order.
+
+The file documents itself for BI tools, which show comments but never read dbt: every table and
+column carries its dbt description as a DuckDB comment (COMMENT ON, written before the rename, so
+a reader never sees an undocumented file), each Parquet file carries the same descriptions as
+Arrow field metadata and the table's in its schema metadata, and a `readme` table says per table
+what it is, its grain and how to count it correctly (dbt meta `grain`, `how_to_count`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from core.crash_points import crash_point
 
@@ -56,6 +64,77 @@ META_COLUMNS = {
     "registry_stale": "boolean",
     "registry_stale_reason": "varchar",
 }
+
+
+META_DESCRIPTIONS = {
+    "publish_id": "This publish's id (UTC time it started); also in every Parquet file's metadata.",
+    "published_at": "When the publish was written (UTC).",
+    "dagster_run_id": "The Dagster run that published it.",
+    "as_of_date": "The newest as-of week in the marts: marts with as_of_date hold every week.",
+    "code_version": "The git commit the pipeline ran from (-dirty: with uncommitted changes).",
+    "kri_definitions_version": "The KRI definition versions in force (seeds/kri_definitions.csv).",
+    "deliveries_included": "How many SMO deliveries the latest week was computed from.",
+    "delivery_ids": "Those deliveries' ids, a JSON list (ops.deliveries in the warehouse).",
+    "registry_data_timestamp": "The ClinicalTrials.gov dataTimestamp of the registry data used.",
+    "registry_stale": "True when the last registry fetch failed and older registry data is used.",
+    "registry_stale_reason": "Why the registry data is stale; NULL when it is current.",
+}
+README_TABLE = "readme"
+#: The readme table: one row per published table (itself included).
+README_COLUMNS = {
+    "table_name": (
+        "varchar",
+        "A table of this file (and of the Parquet set: <table_name>.parquet).",
+    ),
+    "description": ("varchar", "What the table is, from its dbt documentation."),
+    "grain": ("varchar", "What one row is."),
+    "how_to_count": ("varchar", "How to count or filter it without double counting."),
+    "row_count": ("bigint", "Rows in this publish."),
+}
+
+
+@dataclass(frozen=True)
+class TableDoc:
+    """What a BI reader is told about one published table (from the dbt docs and meta)."""
+
+    description: str
+    grain: str
+    how_to_count: str
+    columns: dict[str, str]
+
+
+def table_docs(manifest: dict, schema: str = "marts") -> dict[str, TableDoc]:
+    """Each model's documentation from the dbt manifest (descriptions with their {% docs %}
+    blocks rendered; grain and how_to_count from the model's meta)."""
+    docs = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model" or node["schema"] != schema:
+            continue
+        meta = {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}
+        docs[node["name"]] = TableDoc(
+            description=" ".join(node.get("description", "").split()),
+            grain=meta.get("grain", ""),
+            how_to_count=meta.get("how_to_count", ""),
+            columns={
+                name: " ".join(column.get("description", "").split())
+                for name, column in node.get("columns", {}).items()
+            },
+        )
+    return docs
+
+
+META_DOC = TableDoc(
+    description="About this publish: one row saying when, from which run, code and deliveries.",
+    grain="one row",
+    how_to_count="not counted: join or read it beside any mart",
+    columns=META_DESCRIPTIONS,
+)
+README_DOC = TableDoc(
+    description="What each published table is, its grain and how to count it correctly.",
+    grain="one row per published table",
+    how_to_count="one row per table: read it before writing a query",
+    columns={name: text for name, (_type, text) in README_COLUMNS.items()},
+)
 
 
 @dataclass(frozen=True)
@@ -228,17 +307,82 @@ def _copy_table(con: duckdb.DuckDBPyConnection, source: str, table: str) -> None
     con.execute(f'create table bi_new.main."{table}" as from {source} order by all')
 
 
-def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, path: Path, publish_id: str):
-    """One mart of the set; the publish id is also in the file's key-value metadata."""
-    con.execute(
-        f"copy (from bi_new.main.\"{table}\") to '{path}' "
-        f"(format parquet, kv_metadata {{publish_id: '{publish_id}'}})"
-    )
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _comment(con: duckdb.DuckDBPyConnection, docs: dict[str, TableDoc]) -> None:
+    """Tables' and columns' descriptions as DuckDB comments (duckdb_tables().comment,
+    duckdb_columns().comment), which BI tools show; in one transaction (committing each of ~300
+    took 0.8-1.2 s of a publish, one commit 0.1 s)."""
+    published: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "select table_name, column_name from duckdb_columns() where database_name = 'bi_new'"
+    ).fetchall():
+        published.setdefault(table, set()).add(column)
+    statements = []
+    for table, doc in docs.items():
+        if table not in published:
+            continue
+        statements.append(f'comment on table bi_new.main."{table}" is {_sql_text(doc.description)}')
+        statements += [
+            f'comment on column bi_new.main."{table}"."{column}" is {_sql_text(text)}'
+            for column, text in doc.columns.items()
+            if text and column in published[table]  # `publish: false` columns are left out
+        ]
+    con.execute("begin transaction")
+    try:
+        con.execute("; ".join(statements))
+    except duckdb.Error:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def _write_readme(con: duckdb.DuckDBPyConnection, docs: dict[str, TableDoc], counts: dict) -> None:
+    """One row per published table (`counts`: table -> rows, the readme included); a table
+    without documentation gets NULLs, never made-up text."""
+    columns = ", ".join(f"{name} {sql_type}" for name, (sql_type, _) in README_COLUMNS.items())
+    con.execute(f"create table bi_new.main.{README_TABLE} ({columns})")
+    rows = []
+    for table in sorted(counts):
+        doc = docs.get(table)
+        described = (
+            (doc.description, doc.grain or None, doc.how_to_count or None) if doc else (None,) * 3
+        )
+        rows.append((table, *described, counts[table]))
+    con.executemany(f"insert into bi_new.main.{README_TABLE} values (?, ?, ?, ?, ?)", rows)
+
+
+def _write_parquet(
+    con: duckdb.DuckDBPyConnection, table: str, path: Path, publish_id: str, doc: TableDoc | None
+):
+    """One mart of the set: the publish id and the table's description in the schema metadata,
+    each column's description in its field metadata (Arrow's, which pyarrow, pandas, Spark and
+    DuckDB's own Arrow readers show)."""
+    data = con.sql(f'from bi_new.main."{table}"').to_arrow_table()
+    described = {}
+    if doc is not None:
+        described = {"description": doc.description, "grain": doc.grain,
+                     "how_to_count": doc.how_to_count}  # fmt: skip
+    fields = [
+        field.with_metadata({"description": doc.columns[field.name]})
+        if doc is not None and doc.columns.get(field.name)
+        else field
+        for field in data.schema
+    ]
+    schema = pa.schema(fields, metadata={"publish_id": publish_id, **described})
+    pq.write_table(data.cast(schema), path)
     _fsync(path)
 
 
 def _write_parquet_set(
-    con: duckdb.DuckDBPyConnection, temp: Path, parquet: Path, tables: list[str], publish_id: str
+    con: duckdb.DuckDBPyConnection,
+    temp: Path,
+    parquet: Path,
+    tables: list[str],
+    publish_id: str,
+    docs: dict[str, TableDoc],
 ) -> Path:
     """Every table of the new file as parquet/sets/<id>/<table>.parquet, complete and fsynced
     before the folder gets its final name; not current yet."""
@@ -248,7 +392,7 @@ def _write_parquet_set(
     con.execute(f"attach '{temp}' as bi_new (read_only)")
     try:
         for table in tables:
-            _write_parquet(con, table, staging / f"{table}.parquet", publish_id)
+            _write_parquet(con, table, staging / f"{table}.parquet", publish_id, docs.get(table))
     finally:
         con.execute("detach bi_new")
     _fsync(staging)
@@ -283,12 +427,15 @@ def publish(
     meta: dict,
     keep: int,
     publish_id: str | None = None,
+    docs: dict[str, TableDoc] | None = None,
 ) -> PublishResult:
     """Write `tables` (name -> source relation in the warehouse) and a meta row, then swap.
 
     `con` is the warehouse connection; the caller holds the writer, so the marts cannot change
-    while they are copied.
+    while they are copied. `docs` (table -> its dbt documentation) become the comments, the
+    Parquet metadata and the readme rows; meta and readme document themselves.
     """
+    docs = {**(docs or {}), META_TABLE: META_DOC, README_TABLE: README_DOC}
     started = time.perf_counter()
     publish_id = publish_id or new_publish_id()
     publish_dir.mkdir(parents=True, exist_ok=True)
@@ -311,12 +458,15 @@ def publish(
             table: con.execute(f'select count(*) from bi_new.main."{table}"').fetchall()[0][0]
             for table in [*tables, META_TABLE]
         }
+        counts[README_TABLE] = len(counts) + 1
+        _write_readme(con, docs, counts)
+        _comment(con, docs)
     finally:
         con.execute("detach bi_new")  # checkpoints the new file
     _fsync(temp)
 
     parquet = publish_dir / PARQUET_DIR
-    parquet_set = _write_parquet_set(con, temp, parquet, [*tables, META_TABLE], publish_id)
+    parquet_set = _write_parquet_set(con, temp, parquet, list(counts), publish_id, docs)
 
     crash_point("publish_swap")
     _switch_parquet(parquet, publish_id)

@@ -98,3 +98,55 @@ def refreshed_env(project_env: Path, refreshed_portfolio: Path) -> Path:
     for folder in ("data", "publish"):
         shutil.copytree(refreshed_portfolio / folder, project_env / folder, symlinks=True)
     return project_env
+
+
+#: What a failed install prints when the package registry cannot be reached (uv and pip).
+UNREACHABLE = ("failed to fetch", "dns error", "connection", "timed out", "network is unreachable",
+               "temporary failure in name resolution")  # fmt: skip
+
+
+def isolated_python(
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *requirements: str,
+    cached: bool = True,
+) -> Path:
+    """A Python with `requirements` installed from the package registry, isolated from the
+    project's environment (a BI tool's driver stack, an older DuckDB); kept in pytest's cache
+    between runs when the cache is enabled and `cached` (pinned requirements). Skips only when
+    the registry cannot be reached."""
+    import shutil
+    import subprocess
+    import sys
+
+    cache = getattr(pytestconfig, "cache", None) if cached else None
+    env_dir = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
+    python = env_dir / "bin" / "python"
+    stamp = env_dir / "requirements.txt"
+    wanted = "\n".join(requirements)
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    shutil.rmtree(env_dir, ignore_errors=True)
+    uv = shutil.which("uv")
+    if uv:
+        steps = [[uv, "venv", "--quiet", "--python", sys.executable, str(env_dir)],
+                 [uv, "pip", "install", "--quiet", "--python", str(python), *requirements]]  # fmt: skip
+    else:
+        steps = [[sys.executable, "-m", "venv", str(env_dir)],
+                 [str(python), "-m", "pip", "install", "--quiet", *requirements]]  # fmt: skip
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=600)
+        if done.returncode and any(s in done.stderr.lower() for s in UNREACHABLE):
+            pytest.skip(f"package registry unreachable, cannot install {requirements}: "
+                        f"{done.stderr.strip()[-300:]}")  # fmt: skip
+        assert done.returncode == 0, f"setting up {name} failed: {done.stderr}"
+    stamp.write_text(wanted)
+    return python
+
+
+@pytest.fixture(scope="session")
+def duckdb15_python(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Python with DuckDB 1.5.x (what drivers bundling DuckDB 1.5 read), isolated from the
+    project's (which has DuckDB 2)."""
+    return isolated_python(pytestconfig, tmp_path_factory, "duckdb-1.5-client", "duckdb>=1.5,<1.6")

@@ -94,7 +94,7 @@ def test_publish_writes_marts_meta_parquet_and_keeps_the_last_n(warehouse, tmp_p
     publish_dir = tmp_path / "publish"
     for n in range(5):
         result = _publish(warehouse, publish_dir, f"2026112{n}T000000Z", keep=3)
-    assert result.tables == {"site_kpis": 2000, "study_dates": 4, "meta": 1}
+    assert result.tables == {"site_kpis": 2000, "study_dates": 4, "meta": 1, "readme": 4}
     assert _published_id(publish_dir) == "20261124T000000Z"
     with duckdb.connect(str(publish_dir / PUBLISHED_NAME), read_only=True) as con:
         tags = con.execute(
@@ -122,10 +122,10 @@ def test_publish_writes_marts_meta_parquet_and_keeps_the_last_n(warehouse, tmp_p
         == parquet / "sets" / result.publish_id
     )
     assert sorted(p.name for p in result.parquet_set.iterdir()) == [
-        "meta.parquet", "site_kpis.parquet", "study_dates.parquet"
+        "meta.parquet", "readme.parquet", "site_kpis.parquet", "study_dates.parquet"
     ]  # fmt: skip
     assert _current_set_id(publish_dir) == "20261124T000000Z"
-    for table in ("site_kpis", "study_dates", "meta"):
+    for table in ("site_kpis", "study_dates", "meta", "readme"):
         kv = duckdb.sql(
             "select key::varchar, value::varchar "
             f"from parquet_kv_metadata('{result.parquet_set / f'{table}.parquet'}')"
@@ -385,35 +385,6 @@ def test_readers_of_the_parquet_set_never_mix_publishes(warehouse, tmp_path):
     print(f"{total} set reads, publishes seen: {sorted(seen)}")
 
 
-@pytest.fixture(scope="session")
-def duckdb15_python(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Python with DuckDB 1.5.x, isolated from the project's (which has DuckDB 2); kept in
-    pytest's cache between runs when the cache is enabled."""
-    cache = getattr(pytestconfig, "cache", None)
-    env_dir = (
-        cache.mkdir("duckdb-1.5-client")
-        if cache is not None
-        else tmp_path_factory.mktemp("duckdb-1.5-client")
-    )
-    python = env_dir / "bin" / "python"
-    if (
-        not python.exists()
-        or subprocess.run([str(python), "-c", "import duckdb"], capture_output=True).returncode
-    ):
-        shutil.rmtree(env_dir, ignore_errors=True)
-        uv = shutil.which("uv")
-        if uv:
-            steps = [[uv, "venv", "--quiet", "--python", sys.executable, str(env_dir)],
-                     [uv, "pip", "install", "--quiet", "--python", str(python), "duckdb>=1.5,<1.6"]]  # fmt: skip
-        else:
-            steps = [[sys.executable, "-m", "venv", str(env_dir)],
-                     [str(python), "-m", "pip", "install", "--quiet", "duckdb>=1.5,<1.6"]]  # fmt: skip
-        for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=600)
-            assert done.returncode == 0, f"setting up a DuckDB 1.5 client failed: {done.stderr}"
-    return python
-
-
 DUMP_SCRIPT = """
 import json, sys
 import duckdb
@@ -463,7 +434,7 @@ def test_the_real_marts_read_back_equal_through_duckdb_1_5(refreshed_portfolio, 
                 "select table_name from duckdb_tables() where schema_name = 'marts' order by 1"
             ).fetchall()
         ]
-        assert len(marts) > 10 and set(dumped) == {*marts, "meta"}
+        assert len(marts) > 10 and set(dumped) == {*marts, "meta", "readme"}
         for mart in marts:
             source = rules[mart].published_source(f"marts.{mart}")
             expected = con.execute(f"select * from {source} order by all").fetchall()
@@ -486,7 +457,7 @@ def test_the_real_refresh_publishes_every_mart_as_one_parquet_set(refreshed_port
         ).fetchall()
     ]
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        f"{t}.parquet" for t in [*marts, "meta"]
+        f"{t}.parquet" for t in [*marts, "meta", "readme"]
     )
     rules = mart_rules(load_manifest())
     for mart in marts:

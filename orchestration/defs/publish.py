@@ -27,10 +27,12 @@ from expectations.publish_gate import (
 from ingest.registry import store as registry_store
 from orchestration.lib.dbt import load_manifest
 from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
-from publishing.bi_database import code_version, publish, read_published
+from publishing.bi_database import code_version, publish, read_published, table_docs
 from publishing.report import headline_markdown, write_report
 
 RULES = mart_rules(load_manifest())
+#: What BI tools are told about each mart (comments, Parquet metadata, the readme table).
+DOCS = table_docs(load_manifest())
 MART_KEYS = {mart: dg.AssetKey(["marts", mart]) for mart in sorted(RULES)}
 PUBLISHED_KEY = dg.AssetKey(["bi", "oversight"])
 REPORT_KEY = dg.AssetKey(["bi", "oversight_report"])
@@ -210,7 +212,9 @@ def _registry_timestamp(con) -> str | None:
     kinds={"duckdb", "parquet"},
     pool=WAREHOUSE_WRITER_POOL,
     description="The BI database (read-only DuckDB, storage v1.5.0) and a Parquet set of every "
-    "mart (parquet/current), each replaced atomically; runs only when every upstream gate passed.",
+    "mart (parquet/current), each replaced atomically; runs only when every upstream gate passed. "
+    "Tables and columns carry their dbt descriptions (comments, Parquet field metadata) and a "
+    "readme table gives each table's grain and how to count it.",
 )
 def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
     crash_point("publish")
@@ -253,6 +257,7 @@ def bi_oversight(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
             tables={mart: RULES[mart].published_source(f"marts.{mart}") for mart in MART_KEYS},
             meta=meta,
             keep=settings.publish_keep,
+            docs={mart: DOCS[mart] for mart in MART_KEYS},
         )
     context.log.info(
         f"Published {result.publish_id} to {result.path} ({len(result.tables)} tables) "
