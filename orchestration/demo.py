@@ -206,11 +206,20 @@ def _step_line(event: dg.DagsterEvent, started: dict[str, float]) -> str | None:
     return f"  {event.step_key:<48} {outcome:<7} {seconds}".rstrip()
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed by a demo running at the same time
+        return 0.0
+
+
 def _demo_log(home: Path, run_id: str) -> Path:
     """This run's log file, older ones beyond LOGS_KEPT removed."""
     folder = home / "demo-logs"
     folder.mkdir(exist_ok=True)
-    for old in sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime)[: -LOGS_KEPT + 1]:
+    # Named by run id (UUID4, unordered): the oldest by mtime go; two demos at once may race.
+    logs = sorted(folder.glob("*.log"), key=_mtime)
+    for old in logs[: max(0, len(logs) - LOGS_KEPT + 1)]:
         old.unlink(missing_ok=True)
     return folder / f"{run_id}.log"
 
