@@ -47,7 +47,7 @@ setup: $(MANIFEST)
 	@$(RUN) python -m orchestration.instance >/dev/null
 
 demo: setup
-	$(RUN) python -m orchestration.demo $(if $(VERBOSE),--verbose)
+	@$(RUN) python -m orchestration.demo $(if $(VERBOSE),--verbose)
 
 lint: $(VENV_STAMP)
 	$(RUN) ruff check .
