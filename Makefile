@@ -1,5 +1,5 @@
 # Everything a fresh machine needs, from only Python 3.11+ and pip.
-#   make demo   run the full oversight refresh on the embedded default data
+#   make demo   run the full oversight refresh on the embedded default data (VERBOSE=1: full logs)
 #   make test   ruff + the whole pytest suite
 #   make dev    Dagster UI (dagster dev) on http://127.0.0.1:3000
 #   make bench  end-to-end refresh benchmark (BENCH_ARGS="--scales 1 4" for a subset)
@@ -47,7 +47,7 @@ setup: $(MANIFEST)
 	@$(RUN) python -m orchestration.instance >/dev/null
 
 demo: setup
-	$(RUN) python -m orchestration.demo
+	@$(RUN) python -m orchestration.demo $(if $(VERBOSE),--verbose)
 
 lint: $(VENV_STAMP)
 	$(RUN) ruff check .

@@ -2,46 +2,60 @@
 
 On the first run it generates the synthetic demo portfolio (4 SMOs in four export dialects, 8
 weekly deliveries each, their profiles and registry fixtures) into `SMO_DATA_DIR`. It then runs
-the `oversight_refresh` job through `execute_job` against the persistent instance in
-`DAGSTER_HOME`, so the run appears in the UI afterwards exactly like a scheduled one. A second
-`make demo` finds no new deliveries; `make clean` starts over. The summary reads the published
-file (what the report shows: needs attention, red SMOs) and the warehouse's read-only copy made
-at the end of the run (table counts, the ledger), never the live file: another refresh may be
-writing it (two `make demo` at once are serialised by the writer pool, not by this process).
+the `oversight_refresh` job against the persistent instance in `DAGSTER_HOME`, created with the
+code location's origin (`orchestration.lib.launch`), so the run appears in the UI under its job
+exactly like a scheduled one. A second `make demo` finds no new deliveries; `make clean` starts
+over.
+
+The terminal gets one line per step (name, outcome, seconds) and a short summary ending with the
+report's address; Dagster's full log and dbt's per-model lines go to a log file in
+`DAGSTER_HOME/demo-logs/` (its path is printed), or to the terminal with `--verbose`. dbt colours
+its lines only when they go to a terminal. The summary reads the published file (what the report
+shows: needs attention, red SMOs) and the warehouse's read-only copy made at the end of the run
+(the ledger), never the live file: another refresh may be writing it (two `make demo` at once
+are serialised by the writer pool, not by this process).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from core.settings import load_settings
 from orchestration.instance import ensure_dagster_home, open_instance
+from orchestration.lib.launch import create_run, execute, new_run_id
 from publishing import report_data, report_html
 from publishing.report import REPORT_NAME
 
 JOB_NAME = "oversight_refresh"
 #: How Dagster prefixes the description of a step's `dg.Failure`: noise for the demo's reader.
 FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "
+#: Demo logs kept in DAGSTER_HOME/demo-logs (the newest; one per run, ~1 MB at demo scale).
+LOGS_KEPT = 10
+#: Needs-attention items printed; the rest are counted (the report lists them all).
+ATTENTION_SHOWN = 8
+STEP_OUTCOMES = {
+    dg.DagsterEventType.STEP_SUCCESS: "ok",
+    dg.DagsterEventType.STEP_FAILURE: "FAILED",
+    dg.DagsterEventType.STEP_SKIPPED: "skipped",
+}
 
 
 def refresh_job() -> dg.JobDefinition:
+    """The job as a Python object, for tests and benchmarks that execute it directly."""
     from orchestration.definitions import defs
 
     return defs().resolve_job_def(JOB_NAME)
-
-
-def _table_counts(warehouse_path) -> list[tuple[str, int]]:
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        tables = con.execute(
-            "select schema_name, table_name, estimated_size from duckdb_tables() "
-            "order by schema_name, table_name"
-        ).fetchall()
-    return [(f"{schema}.{table}", rows) for schema, table, rows in tables]
 
 
 def _seed_demo_data(settings) -> None:
@@ -60,16 +74,32 @@ def _seed_demo_data(settings) -> None:
     )
 
 
-def _ledger_summary(warehouse_path) -> list[tuple]:
+def _delivery_lines(warehouse_path, run_id: str) -> list[str]:
+    """What this run loaded and rejected at the delivery gate, and what is current now."""
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        return con.execute(
-            "select status, count(*), sum(row_count) from ops.deliveries group by 1 order by 1"
-        ).fetchall()
+        (loaded, loaded_rows, rejected) = con.execute(
+            """
+            select count(*) filter (where status <> 'REJECTED'),
+                   coalesce(sum(row_count) filter (where status <> 'REJECTED'), 0),
+                   count(*) filter (where status = 'REJECTED')
+            from ops.deliveries where delivery_id in
+                (select delivery_id from ops.gate_results where run_id = ? and gate = 'delivery')
+            """,
+            [run_id],
+        ).fetchall()[0]
+        (current, current_rows) = con.execute(
+            "select count(*), coalesce(sum(row_count), 0) from ops.deliveries "
+            "where status = 'ACCEPTED'"
+        ).fetchall()[0]
+    return [
+        f"  deliveries: {loaded} loaded ({loaded_rows:,} rows) and {rejected} rejected by this "
+        f"run; {current} current in the warehouse ({current_rows:,} rows)"
+    ]
 
 
-def _oversight_summary(published, report) -> list[str]:
+def _oversight_summary(published) -> list[str]:
     """What an oversight lead acts on first, from the published file (what the report shows):
-    the needs-attention items, red SMOs and red sites of the latest week, and the report."""
+    red SMOs and red sites of the latest week, and the needs-attention items."""
     with duckdb.connect(str(published), read_only=True) as con:
         (as_of,) = con.execute("select as_of_date from meta").fetchall()[0]
         attention = report_data.needs_attention(con)
@@ -85,10 +115,7 @@ def _oversight_summary(published, report) -> list[str]:
             "select count(*) from site_risk_scores where risk_level = 'red' "
             "and as_of_date = (select max(as_of_date) from site_risk_scores)"
         ).fetchall()[0]
-    items = report_html.attention_items(attention)
-    lines = [f"Oversight, as of {as_of} (the published marts, as the report shows them):"]
-    lines.append(f"  needs attention: {len(items)}")
-    lines += [f"    - {line}" for _, line in items]
+    lines = [f"Oversight as of {as_of} (the published marts, as the report shows them):"]
     lines.append(f"  red SMOs: {len(smos)}")
     lines += [
         f"    - {smo}: red on "
@@ -97,10 +124,17 @@ def _oversight_summary(published, report) -> list[str]:
     ]
     lines.append(
         f"  sites with a red flag: {red_sites} ({attention.persisting_red_flags} red flags "
-        "persisting from earlier weeks; each with its value and comparator in the report)"
+        "persisting from earlier weeks)"
     )
-    if report.exists():
-        lines.append(f"  report: {report.resolve().as_uri()}")
+    items = report_html.attention_items(attention)
+    kinds = Counter(kind for kind, _ in items)
+    lines.append(
+        f"  needs attention: {len(items)}"
+        + (f" ({', '.join(f'{n} {kind}' for kind, n in kinds.items())})" if items else "")
+    )
+    lines += [f"    - {line}" for _, line in items[:ATTENTION_SHOWN]]
+    if len(items) > ATTENTION_SHOWN:
+        lines.append(f"    ... and {len(items) - ATTENTION_SHOWN} more in the report")
     return lines
 
 
@@ -122,7 +156,7 @@ def _this_runs_rejections(warehouse_path, run_id: str) -> list[str]:
     except duckdb.Error:
         return []
     return [
-        f"  {'PULLED after loading' if pulled else 'REJECTED'}: {smo}/{name} ({rules}); "
+        f"    {'PULLED after loading' if pulled else 'REJECTED'}: {smo}/{name} ({rules}); "
         f"report: {report}"
         for smo, name, rules, pulled, report in rows
     ]
@@ -132,11 +166,11 @@ def _first_line(text: str | None, limit: int = 300) -> str:
     return next((line for line in (text or "").splitlines() if line.strip()), "")[:limit]
 
 
-def _failure_lines(result: dg.ExecuteJobResult) -> list[str]:
+def _failure_lines(run_id: str, events: list[dg.DagsterEvent]) -> list[str]:
     """What failed, in a few human lines: the failed steps with their own message (not a
     traceback) and the blocking checks that did not pass."""
-    lines = [f"Refresh run {result.run_id} FAILED."]
-    for event in result.all_events:
+    lines = [f"Refresh run {run_id} FAILED."]
+    for event in events:
         if event.event_type != dg.DagsterEventType.STEP_FAILURE:
             continue
         error = getattr(event.step_failure_data, "error", None)
@@ -146,7 +180,10 @@ def _failure_lines(result: dg.ExecuteJobResult) -> list[str]:
         message = message.splitlines()
         lines.append(f"  step {event.step_key} failed: {message[0][:300] if message else ''}")
         lines += [f"    {line[:300]}" for line in message[1:11]]
-    for check in result.get_asset_check_evaluations():
+    for event in events:
+        if event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            continue
+        check = event.asset_check_evaluation_data
         if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
             why = _first_line(check.description) or "see its metadata in the UI"
             lines.append(
@@ -156,65 +193,115 @@ def _failure_lines(result: dg.ExecuteJobResult) -> list[str]:
     return lines
 
 
-def main() -> int:
+def _step_line(event: dg.DagsterEvent, started: dict[str, float]) -> str | None:
+    """One line when a step ends: its name, outcome and seconds."""
+    if event.event_type == dg.DagsterEventType.STEP_START:
+        started[event.step_key] = time.monotonic()
+        return None
+    outcome = STEP_OUTCOMES.get(event.event_type)
+    if outcome is None:
+        return None
+    start = started.pop(event.step_key, None)
+    seconds = f"{time.monotonic() - start:7.1f} s" if start is not None else ""
+    return f"  {event.step_key:<48} {outcome:<7} {seconds}".rstrip()
+
+
+def _mtime(path: Path) -> float:
     try:
-        return _run()
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed by a demo running at the same time
+        return 0.0
+
+
+def _demo_log(home: Path, run_id: str) -> Path:
+    """This run's log file, older ones beyond LOGS_KEPT removed."""
+    folder = home / "demo-logs"
+    folder.mkdir(exist_ok=True)
+    # Named by run id (UUID4, unordered): the oldest by mtime go; two demos at once may race.
+    logs = sorted(folder.glob("*.log"), key=_mtime)
+    for old in logs[: max(0, len(logs) - LOGS_KEPT + 1)]:
+        old.unlink(missing_ok=True)
+    return folder / f"{run_id}.log"
+
+
+@contextmanager
+def _output_to(log: Path | None) -> Iterator[None]:
+    """Everything the run prints (Dagster's console log, dbt's lines echoed by dagster-dbt,
+    warnings) into `log`; `None` leaves it on the terminal."""
+    if log is None:
+        yield
+        return
+    with open(log, "w", encoding="utf-8") as file, redirect_stdout(file), redirect_stderr(file):
+        yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Dagster's full log and dbt's per-model lines here instead of a log file",
+    )
+    args = parser.parse_args(argv or [])
+    try:
+        return _run(verbose=args.verbose)
     except Exception as exc:  # noqa: BLE001 - the demo's user gets a sentence, not a traceback
         print(f"make demo failed: {type(exc).__name__}: {_first_line(str(exc))}", file=sys.stderr)
         return 1
 
 
-def _run() -> int:
+def _run(verbose: bool) -> int:
     home = ensure_dagster_home()
     settings = load_settings()
     _seed_demo_data(settings)
-    # Dagster's console log (every event, stack traces of failed steps) stays in the run's log
-    # in the UI; the demo prints its own summary. SMO_DEMO_LOG_LEVEL=INFO shows it here too.
-    level = (os.environ.get("SMO_DEMO_LOG_LEVEL") or "CRITICAL").upper()
-    print(f"Running {JOB_NAME} (step logs: `make dev`, or SMO_DEMO_LOG_LEVEL=INFO) ...", flush=True)
+    terminal = sys.stdout
+    if not (verbose and terminal.isatty()):
+        os.environ.setdefault("DBT_USE_COLORS", "false")  # no escape codes in a file or a pipe
+    run_id = new_run_id()
+    log = None if verbose else _demo_log(home, run_id)
+    where = "below" if log is None else f"in {log}"
+    print(f"Running {JOB_NAME} as run {run_id} (full Dagster and dbt log {where}):", flush=True)
+    started_at = time.monotonic()
+    events: list[dg.DagsterEvent] = []
     with open_instance() as instance:
-        result = dg.execute_job(
-            dg.reconstructable(refresh_job),
-            instance=instance,
-            run_config={"loggers": {"console": {"config": {"log_level": level}}}},
-        )
-        run_id = result.run_id
-        pulled = _this_runs_rejections(settings.warehouse_snapshot_path, run_id)
-        if not result.success:
-            print("\n".join(_failure_lines(result) + pulled))
-            return 1
-    print(f"Refresh run {run_id} succeeded.")
-    if pulled:
-        print("\n".join(pulled))
+        with _output_to(log):
+            job, run = create_run(
+                instance,
+                JOB_NAME,
+                run_id=run_id,
+                run_config={"loggers": {"console": {"config": {"log_level": "DEBUG"}}}},
+            )
+            started: dict[str, float] = {}
+            for event in execute(job, run, instance):
+                events.append(event)
+                if line := _step_line(event, started):
+                    print(line, file=terminal, flush=True)
+        status = instance.get_run_by_id(run_id).status
+    pulled = _this_runs_rejections(settings.warehouse_snapshot_path, run_id)
+    if status != dg.DagsterRunStatus.SUCCESS:
+        print("\n".join(_failure_lines(run_id, events) + pulled))
+        if log is not None:
+            print(f"Full log: {log}")
+        return 1
+    print(f"Refresh run {run_id} succeeded in {time.monotonic() - started_at:.0f} s.")
     snapshot = settings.warehouse_snapshot_path
-    print(f"  warehouse     : {settings.warehouse_path}  (the pipeline's; do not open it)")
-    print(f"  query copy    : {snapshot}  (read-only copy of the warehouse after this run)")
-    for name, rows in _table_counts(snapshot):
-        print(f"    {name:<40} {rows:>10,} rows")
-    print(
-        "  deliveries    : "
-        + ", ".join(
-            f"{status} {n} ({rows:,} rows)" for status, n, rows in _ledger_summary(snapshot)
-        )
-    )
-    print(f"  quarantine    : {settings.quarantine_dir}  (rejected files + reports)")
+    print("\n".join(_delivery_lines(snapshot, run_id) + pulled))
     published = settings.publish_dir / "oversight.duckdb"
-    if published.exists():
-        with duckdb.connect(str(published), read_only=True) as con:
-            publish_id, as_of = con.execute("select publish_id, as_of_date from meta").fetchall()[0]
-        print(f"  BI database   : {published}  (publish {publish_id}, as of {as_of}; read-only)")
-        print(f"  BI Parquet    : {settings.publish_dir / 'parquet' / 'current'}/<mart>.parquet")
-        report = settings.publish_dir / REPORT_NAME
-        if report.exists():
-            print(f"  report        : {report.resolve().as_uri()}  (open in a browser; offline)")
-    else:
-        print("  BI database   : not published (a gate failed; see the run in `make dev`)")
-    print(f"  delivery data : {settings.data_dir}")
-    print(f"  Dagster home  : {home}  (run history; `make dev` shows this run)")
-    if published.exists():
-        print("\n".join(_oversight_summary(published, settings.publish_dir / REPORT_NAME)))
+    report = settings.publish_dir / REPORT_NAME
+    if not published.exists():
+        print("  BI database: not published (a gate failed; see the run in `make dev`)")
+        return 0
+    print("\n".join(_oversight_summary(published)))
+    with duckdb.connect(str(published), read_only=True) as con:
+        publish_id, as_of = con.execute("select publish_id, as_of_date from meta").fetchall()[0]
+    print(f"  BI database: {published} (publish {publish_id}, as of {as_of}; read-only)")
+    print(f"  BI Parquet: {settings.publish_dir / 'parquet' / 'current'}/<mart>.parquet")
+    print(f"  query copy of the warehouse: {snapshot}; rejected files: {settings.quarantine_dir}")
+    print(f"  Dagster: {home} (`make dev`: this run is under the job {JOB_NAME})")
+    if report.exists():
+        print(f"Report: {report.resolve().as_uri()}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

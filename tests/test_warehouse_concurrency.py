@@ -105,7 +105,8 @@ def test_a_reader_that_never_closes_fails_the_run_naming_it_after_the_bound(
             dg.reconstructable(refresh_job), instance=dagster_instance, raise_on_error=False
         )
         assert not result.success
-        said = "\n".join(_failure_lines(result))  # what `make demo` prints
+        # what `make demo` prints
+        said = "\n".join(_failure_lines(result.run_id, result.all_events))
     finally:
         reader.kill()
         reader.wait()
@@ -167,7 +168,7 @@ def test_a_reader_that_takes_the_file_before_dbt_opens_it_delays_the_build_only(
 def test_two_refreshes_launched_together_both_finish_with_the_data_of_one(
     data_dir: Path, refreshed_portfolio: Path
 ):
-    env = {**os.environ, "SMO_DEMO_LOG_LEVEL": "CRITICAL"}
+    env = dict(os.environ)
     demos = [
         subprocess.Popen(
             [sys.executable, "-m", "orchestration.demo"],
