@@ -258,7 +258,8 @@ def _run(verbose: bool) -> int:
     if not (verbose and terminal.isatty()):
         os.environ.setdefault("DBT_USE_COLORS", "false")  # no escape codes in a file or a pipe
     run_id = new_run_id()
-    log = None if verbose else _demo_log(home, run_id)
+    global _RUN_LOG
+    log = _RUN_LOG = None if verbose else _demo_log(home, run_id)
     where = "below" if log is None else f"in {log}"
     print(f"Running {JOB_NAME} as run {run_id} (full Dagster and dbt log {where}):", flush=True)
     started_at = time.monotonic()
@@ -272,10 +273,20 @@ def _run(verbose: bool) -> int:
                 run_config={"loggers": {"console": {"config": {"log_level": "DEBUG"}}}},
             )
             started: dict[str, float] = {}
+            skipped = 0
             for event in execute(job, run, instance):
                 events.append(event)
-                if line := _step_line(event, started):
+                if event.event_type == dg.DagsterEventType.STEP_SKIPPED:
+                    skipped += 1  # a quiet week skips ~30: one line for all of them, below
+                elif line := _step_line(event, started):
                     print(line, file=terminal, flush=True)
+            if skipped:
+                print(
+                    f"  {skipped} later steps skipped: nothing they read changed (their checks "
+                    "keep their last results, re-reported in this run)",
+                    file=terminal,
+                    flush=True,
+                )
         status = instance.get_run_by_id(run_id).status
     pulled = _this_runs_rejections(settings.warehouse_snapshot_path, run_id)
     if status != dg.DagsterRunStatus.SUCCESS:
@@ -303,5 +314,23 @@ def _run(verbose: bool) -> int:
     return 0
 
 
+#: The run's log file once `_run` chose it (None: verbose, or no run started).
+_RUN_LOG: Path | None = None
+
+
+def _teardown_output_to_log() -> None:
+    """Send what the interpreter prints while it shuts down to the run's log: with duckdb 2.x
+    that is ~100 "nanobind: leaked ..." lines (objects duckdb's bindings still hold at exit),
+    which would otherwise follow, and bury, the summary's last line (the report address)."""
+    if _RUN_LOG is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(_RUN_LOG, "a", encoding="utf-8") as handle:
+        os.dup2(handle.fileno(), 2)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    _teardown_output_to_log()
+    sys.exit(code)
