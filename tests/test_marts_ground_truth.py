@@ -16,21 +16,13 @@ import duckdb
 import pytest
 
 from orchestration.demo import refresh_job
+from synthetic.portfolio import PLANTED_ROLE_KRI
 from tests.test_non_finite import non_finite_cells
 
 pytestmark = pytest.mark.integration
 
-#: The KRI a planted site behaviour must turn red.
-EXPECTED_RED_KRI = {
-    "never_enrolling": "non_enrolling_site",
-    "slow_enrolling": "enrollment_rate",
-    "high_screen_failure": "screen_failure_rate",
-    "many_important_deviations": "important_deviation_rate",
-    "under_reporting_deviations": "important_deviation_rate",
-    "long_entry_lag": "entry_lag_over_10d_share",
-    "crc_turnover": "crc_turnover",
-    "retroactive_edits": "retroactive_changes",
-}
+#: The KRI a planted site behaviour must turn red (declared once, beside the planted roles).
+EXPECTED_RED_KRI = PLANTED_ROLE_KRI
 
 
 @pytest.fixture(scope="module")
