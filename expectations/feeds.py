@@ -24,6 +24,26 @@ PAYMENT_ITEM_TYPES = (
     "HOLDBACK_RELEASE",
 )
 STAFF_ROLES = ("CRC", "BACKUP_CRC", "SITE_MANAGER")
+# Demographics (spec 3.2) in CDISC controlled terminology, as SDTM DM carries them; a profile's
+# `codes` map an SMO's own labels onto these. SEX C66731, RACE C74457 (with the SDTMIG values
+# for several, other and not collected), ETHNIC C66790.
+SEX_TERMS = ("F", "M", "U", "UNDIFFERENTIATED")
+RACE_TERMS = (
+    "AMERICAN INDIAN OR ALASKA NATIVE",
+    "ASIAN",
+    "BLACK OR AFRICAN AMERICAN",
+    "NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER",
+    "WHITE",
+    "MULTIPLE",
+    "OTHER",
+    "NOT REPORTED",
+    "UNKNOWN",
+)
+ETHNIC_TERMS = ("HISPANIC OR LATINO", "NOT HISPANIC OR LATINO", "NOT REPORTED", "UNKNOWN")
+#: An age band an SMO delivers instead of an age, in years inclusive: "18-64" or "75+" (a
+#: profile's codes map the SMO's labels onto this); the study's diversity plan
+#: (seeds/diversity_plans.csv) says which bands it counts.
+AGE_GROUP_PATTERN = r"^(\d{1,3})-(\d{1,3})$|^(\d{1,3})\+$"
 
 #: The reserved sender id of the sponsor's own feeds (inbox/SPONSOR/, profiles/SPONSOR.yaml); no
 #: SMO may use it, and the SPONSOR profile may name sponsor feeds only.
@@ -449,11 +469,12 @@ FEEDS: dict[str, Feed] = {
                 Column("discontinuation_reason", free_text=True),
                 Column("completed_date", "date"),
                 Column("screened_date_source", description="where screened_date came from"),
-                # Demographics for the representativeness work (SDTM DM); never a birth date.
-                Column("sex"),
-                Column("age", "int", non_negative=True),
-                Column("race"),
-                Column("ethnic"),
+                # Demographics for representativeness (spec 3.2; SDTM DM); never a birth date.
+                Column("sex", enum=SEX_TERMS, description="CDISC SEX"),
+                Column("age", "int", non_negative=True, description="years (SDTM AGE)"),
+                Column("age_group", description="age band when no age: 18-64 or 75+"),
+                Column("race", enum=RACE_TERMS, description="CDISC RACE"),
+                Column("ethnic", enum=ETHNIC_TERMS, description="CDISC ETHNIC (ethnicity)"),
             ),
         ),
         Feed(
