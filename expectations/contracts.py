@@ -20,6 +20,7 @@ from expectations.feeds import (
     ACTION_CLOSED_STATUSES,
     ACTION_TARGET_COLUMNS,
     ACTION_TARGET_TYPES,
+    AGE_GROUP_PATTERN,
     FEEDS,
     ISO_COUNTRIES,
     ISO_CURRENCIES,
@@ -108,6 +109,11 @@ RULES: dict[str, Rule] = {
         Rule("value.required", "A required value is empty."),
         Rule("value.type", "The value does not parse as the declared type or date format."),
         Rule("value.enum", "The value is not in the column's code list (after code mapping)."),
+        Rule(
+            "value.age_band",
+            "An age band must read '<lower>-<upper>' or '<lower>+' in whole years with lower <= "
+            "upper (e.g. 18-64, 75+), after code mapping.",
+        ),
         Rule("value.country_iso", "The country is not an ISO 3166-1 alpha-2 code."),
         Rule("value.currency_iso", "The currency is not an ISO 4217 code."),
         Rule("value.fte_range", "FTE must be between 0 and 1.5."),
@@ -269,6 +275,14 @@ def _expr_check(rule_id: str, build: Callable[[str | None], pl.Expr]) -> pa.Chec
 def _in_list(rule_id: str, values: Iterable[str]) -> pa.Check:
     allowed = pl.Series(sorted(values), dtype=pl.Utf8)
     return _expr_check(rule_id, lambda c: pl.col(c).is_in(allowed))
+
+
+def _age_band(column: str) -> pl.Expr:
+    """True where the band is well formed and its lower bound is not above its upper one."""
+    text = pl.col(column)
+    lower = text.str.extract(r"^(\d{1,3})-", 1).cast(pl.Int64)
+    upper = text.str.extract(r"-(\d{1,3})$", 1).cast(pl.Int64)
+    return text.str.contains(AGE_GROUP_PATTERN) & (lower <= upper).fill_null(True)
 
 
 def _not_after(delivery_date: dt.date) -> pa.Check:
@@ -492,6 +506,8 @@ def feed_schema(
         checks: list[pa.Check] = []
         if col.enum:
             checks.append(_in_list("value.enum", col.enum))
+        if col.name == "age_group":
+            checks.append(_expr_check("value.age_band", _age_band))
         if col.name == "country":
             checks.append(_in_list("value.country_iso", ISO_COUNTRIES))
         if col.name == "currency":

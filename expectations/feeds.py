@@ -7,6 +7,7 @@ synthetic generator, so a column added here is known everywhere.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,6 +45,14 @@ ETHNIC_TERMS = ("HISPANIC OR LATINO", "NOT HISPANIC OR LATINO", "NOT REPORTED", 
 #: profile's codes map the SMO's labels onto this); the study's diversity plan
 #: (seeds/diversity_plans.csv) says which bands it counts.
 AGE_GROUP_PATTERN = r"^(\d{1,3})-(\d{1,3})$|^(\d{1,3})\+$"
+
+
+def is_age_band(text: str) -> bool:
+    """Whether `text` is an age band the contract accepts (`value.age_band`): the pattern, and
+    a lower bound not above the upper one."""
+    match = re.fullmatch(AGE_GROUP_PATTERN, text)
+    return match is not None and (match[1] is None or int(match[1]) <= int(match[2]))
+
 
 #: The reserved sender id of the sponsor's own feeds (inbox/SPONSOR/, profiles/SPONSOR.yaml); no
 #: SMO may use it, and the SPONSOR profile may name sponsor feeds only.

@@ -717,6 +717,11 @@ def _value_message(
     if rule == "value.enum":
         allowed = ", ".join(FEEDS[result.feed].column(column).enum or ())
         return f"{label}: '{value}' is not one of {allowed} (add a code mapping in the profile?)"
+    if rule == "value.age_band":
+        return (
+            f"{label}: '{value}' is not an age band such as 18-64 or 75+ (whole years, lower <= "
+            "upper; map the SMO's label onto one in the profile's codes)"
+        )
     if rule == "date.not_after_delivery":
         return f"{label}: {value} is after the delivery date {result.delivery_date}"
     if rule == "value.required":

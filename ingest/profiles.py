@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from expectations.feeds import FEEDS, SPONSOR_FEEDS, SPONSOR_ID
+from expectations.feeds import FEEDS, SPONSOR_FEEDS, SPONSOR_ID, is_age_band
 from expectations.identifiers import direct_identifier_kind
 
 FileType = Literal["csv", "xlsx", "xport"]
@@ -434,6 +434,12 @@ def _feed_profile(
                     path,
                     f"{where}.codes.{col}.{source_code}",
                     f"'{target}' is not one of {', '.join(allowed)}",
+                )
+            if col == "age_group" and not is_age_band(str(target)):
+                raise ProfileError(
+                    path,
+                    f"{where}.codes.{col}.{source_code}",
+                    f"'{target}' is not an age band such as 18-64 or 75+ (lower <= upper)",
                 )
         codes[col] = {str(k): str(v) for k, v in table.items()}
 

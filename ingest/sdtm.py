@@ -88,6 +88,8 @@ class SdtmSpec:
     terms: dict[str, str]  # DSDECOD -> disposition class
     term_map: dict[str, str]  # renamed term -> the term the map knows
     demographics: tuple[str, ...]
+    #: DM demographic variable (SEX, RACE, ETHNIC) -> the sender's value -> CDISC term.
+    demographic_codes: dict[str, dict[str, str]]
     strip_identifiers: frozenset[str]
     sites: str  # "dm" (derive a minimal roster) or "smo" (the SMO's sites feed)
     site_status: str
@@ -128,6 +130,29 @@ def _list(value: Any, path: Path, where: str) -> list[str]:
     return value
 
 
+def _demographic_codes(
+    raw: Any, demographics: tuple[str, ...], path: Path, where: str
+) -> dict[str, dict[str, str]]:
+    """A sender whose DM does not hold CDISC terms (SEX "Female") maps its values here, per
+    variable; targets must be terms of the subjects contract. Unmapped values stay as written
+    and fail value.enum with the value quoted: never guessed."""
+    codes: dict[str, dict[str, str]] = {}
+    for variable, table in _mapping(raw, path, where).items():
+        if variable not in ("SEX", "RACE", "ETHNIC"):
+            raise ProfileError(path, f"{where}.{variable}", "codes map SEX, RACE or ETHNIC values")
+        if variable not in demographics:
+            raise ProfileError(path, f"{where}.{variable}",
+                               f"{variable} is not listed under subjects.demographics")  # fmt: skip
+        allowed = FEEDS["subjects"].column(variable.lower()).enum or ()
+        table = _mapping(table, path, f"{where}.{variable}")
+        for value, term in table.items():
+            if term not in allowed:
+                raise ProfileError(path, f"{where}.{variable}.{value}",
+                                   f"'{term}' is not one of {', '.join(allowed)}")  # fmt: skip
+        codes[variable.lower()] = {str(k): str(v) for k, v in table.items()}
+    return codes
+
+
 def parse_sdtm_spec(
     raw: dict, file: FileOptions, partial_dates: str, smo_id: str, path: Path
 ) -> SdtmSpec:
@@ -143,7 +168,7 @@ def parse_sdtm_spec(
     _check_keys(
         subjects,
         {"screened_date", "screening_visit", "randomized_date", "screen_failure",
-         "screen_failure_armcd", "demographics"},
+         "screen_failure_armcd", "demographics", "codes"},
         path, f"{where}.subjects",
     )  # fmt: skip
     screened = tuple(_list(subjects.get("screened_date", list(SCREENED_SOURCES)), path,
@@ -169,6 +194,8 @@ def parse_sdtm_spec(
         if variable not in ("SEX", "AGE", "RACE", "ETHNIC"):
             raise ProfileError(path, f"{where}.subjects.demographics.{variable}",
                                "only SEX, AGE, RACE and ETHNIC are carried onto subjects")  # fmt: skip
+    demographic_codes = _demographic_codes(subjects.get("codes"), demographics, path,
+                                           f"{where}.subjects.codes")  # fmt: skip
 
     disposition = _mapping(raw.get("disposition"), path, f"{where}.disposition")
     _check_keys(disposition, {"categories", "term_map", *DISPOSITION_CLASSES}, path,
@@ -250,6 +277,7 @@ def parse_sdtm_spec(
         terms=terms,
         term_map=term_map,
         demographics=demographics,
+        demographic_codes=demographic_codes,
         strip_identifiers=_strip_identifiers(raw.get("strip_identifiers"), path, where),
         sites=sites,
         site_status=site_status,
@@ -582,7 +610,7 @@ def _feed_profile(feed: str, spec: SdtmSpec) -> FeedProfile:
         file=FileOptions(type="csv"),
         columns={},
         date_formats={c: ISO_DATE for c in FEEDS[feed].names_of("date")},
-        codes={},
+        codes=spec.demographic_codes if feed == "subjects" else {},
         constants={},
         drop=frozenset(),
         partial_dates=spec.partial_dates,  # type: ignore[arg-type]
