@@ -250,6 +250,74 @@ _ES_SITE_STATUS = {
     "DROPPED": "Abandonado",
 }
 
+# Demographics in each SMO's own words (canonical CDISC term -> the SMO's label); the profile
+# maps them back. Race and ethnicity lists cover every CDISC term the generator may draw.
+_ES_DEMOGRAPHICS = {
+    "sex": {"F": "Mujer", "M": "Hombre", "U": "Desconocido", "UNDIFFERENTIATED": "Indiferenciado"},
+    "race": {
+        "AMERICAN INDIAN OR ALASKA NATIVE": "Indígena americana o nativa de Alaska",
+        "ASIAN": "Asiática",
+        "BLACK OR AFRICAN AMERICAN": "Negra o afroamericana",
+        "NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER": "Nativa de Hawái u otras islas del Pacífico",
+        "WHITE": "Blanca",
+        "MULTIPLE": "Varias",
+        "OTHER": "Otra",
+        "NOT REPORTED": "No consta",
+        "UNKNOWN": "Desconocida",
+    },
+    "ethnic": {
+        "HISPANIC OR LATINO": "Hispano o latino",
+        "NOT HISPANIC OR LATINO": "No hispano ni latino",
+        "NOT REPORTED": "No consta",
+        "UNKNOWN": "Desconocido",
+    },
+}
+_EN_DEMOGRAPHICS = {
+    "sex": {"F": "Female", "M": "Male", "U": "Unknown", "UNDIFFERENTIATED": "Undifferentiated"},
+    "race": {
+        "AMERICAN INDIAN OR ALASKA NATIVE": "American Indian or Alaska Native",
+        "ASIAN": "Asian",
+        "BLACK OR AFRICAN AMERICAN": "Black or African American",
+        "NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER": "Native Hawaiian or Other Pacific Islander",
+        "WHITE": "White",
+        "MULTIPLE": "More than one race",
+        "OTHER": "Other",
+        "NOT REPORTED": "Not reported",
+        "UNKNOWN": "Unknown",
+    },
+    "ethnic": {
+        "HISPANIC OR LATINO": "Hispanic or Latino",
+        "NOT HISPANIC OR LATINO": "Not Hispanic or Latino",
+        "NOT REPORTED": "Not reported",
+        "UNKNOWN": "Unknown",
+    },
+}
+_SV_DEMOGRAPHICS = {
+    "sex": {"F": "Kvinna", "M": "Man", "U": "Okänt", "UNDIFFERENTIATED": "Odifferentierat"},
+    # The plans' bands (seeds/diversity_plans.csv) in the SMO's wording.
+    "age_group": {"18-64": "18–64 år", "65-74": "65–74 år", "75+": "75 år och äldre"},
+}
+_JA_DEMOGRAPHICS = {
+    "sex": {"F": "女性", "M": "男性", "U": "不明", "UNDIFFERENTIATED": "未分化"},
+    "race": {
+        "AMERICAN INDIAN OR ALASKA NATIVE": "アメリカ先住民又はアラスカ先住民",
+        "ASIAN": "アジア人",
+        "BLACK OR AFRICAN AMERICAN": "黒人又はアフリカ系アメリカ人",
+        "NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER": "ハワイ先住民又はその他の太平洋諸島民",
+        "WHITE": "白人",
+        "MULTIPLE": "複数",
+        "OTHER": "その他",
+        "NOT REPORTED": "未報告",
+        "UNKNOWN": "不明",
+    },
+    "ethnic": {
+        "HISPANIC OR LATINO": "ヒスパニック又はラテン系",
+        "NOT HISPANIC OR LATINO": "非ヒスパニック又は非ラテン系",
+        "NOT REPORTED": "未報告",
+        "UNKNOWN": "不明",
+    },
+}
+
 IBERIA = Dialect(
     name="iberia",
     description="Semicolon CSV in cp1252 with Spanish headers, day-first dates, decimal commas",
@@ -295,7 +363,12 @@ IBERIA = Dialect(
                 "discontinued_date": "Fecha retirada",
                 "discontinuation_reason": "Motivo retirada",
                 "completed_date": "Fecha finalización",
+                "sex": "Sexo",
+                "age": "Edad",
+                "race": "Raza",
+                "ethnic": "Etnia",
             },
+            codes=_ES_DEMOGRAPHICS,
         ),
         "visits": FeedDialect(
             "IBERIA_visitas_{delivery_date:%Y%m%d}.csv",
@@ -428,7 +501,12 @@ AMERICAS = Dialect(
                 "discontinued_date": "Early Term Date",
                 "discontinuation_reason": "Early Term Reason",
                 "completed_date": "Completion Date",
+                "sex": "Sex",
+                "age": "Age",
+                "race": "Race",
+                "ethnic": "Ethnicity",
             },
+            codes=_EN_DEMOGRAPHICS,
         ),
         "visits": FeedDialect(
             "AMR_{study_id}_Visits_{delivery_date:%Y%m%d}.csv",
@@ -547,7 +625,11 @@ NORDIC = Dialect(
                 "discontinued_date": "Withdrawn",
                 "discontinuation_reason": "Withdrawal reason",
                 "completed_date": "Completed",
+                # Nordic registries record no race or ethnicity; ages come as bands.
+                "sex": "Kön",
+                "age_group": "Åldersgrupp",
             },
+            codes=_SV_DEMOGRAPHICS,
             sheet="Subjects",
         ),
         "visits": FeedDialect(
@@ -654,7 +736,12 @@ SAKURA = Dialect(
                 "discontinued_date": "中止日",
                 "discontinuation_reason": "中止理由",
                 "completed_date": "完了日",
+                "sex": "性別",
+                "age": "年齢",
+                "race": "人種",
+                "ethnic": "民族",
             },
+            codes=_JA_DEMOGRAPHICS,
         ),
         "visits": FeedDialect(
             "SAKURA_来院_{delivery_date:%Y%m%d}.txt",

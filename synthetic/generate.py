@@ -25,6 +25,7 @@ import yaml
 from expectations.feeds import SPONSOR_ID
 from synthetic.actions import profile as sponsor_profile
 from synthetic.actions import write_actions
+from synthetic.demographics import SEX_SKEW, plan_of
 from synthetic.dialects import FeedWriter
 from synthetic.portfolio import SMO, Portfolio, Scale, build_portfolio, site_history, snapshot
 
@@ -95,6 +96,7 @@ def write_deliveries(portfolio: Portfolio, out: Path) -> dict[str, Any]:
     inbox = out / "inbox"
     edits: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
+    women: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # randomized, F
     edit_from = portfolio.edit_from
     spoiler = None
     if len(portfolio.delivery_dates) >= REJECTED_MIN_WEEKS:
@@ -115,6 +117,12 @@ def write_deliveries(portfolio: Portfolio, out: Path) -> dict[str, Any]:
                 files.close(current_study)
             current_study = site.study_id
             history = site_history(portfolio, site)
+            for subject in history.subjects:
+                randomized = subject["randomized_date"]
+                if randomized is not None and randomized <= portfolio.end:
+                    counts = women[site.key[:2]]
+                    counts[0] += 1
+                    counts[1] += subject["sex"] == "F"
             for edit in history.edits:
                 edits.append(
                     {
@@ -143,7 +151,36 @@ def write_deliveries(portfolio: Portfolio, out: Path) -> dict[str, Any]:
                     "value": files.spoiled["value"],
                 }
             )
-    return {"edits": edits, "rejected_deliveries": rejected}
+    return {"edits": edits, "rejected_deliveries": rejected, "women": dict(women)}
+
+
+def planted_representativeness(
+    portfolio: Portfolio, women: dict[tuple[str, str], list[int]]
+) -> list[dict[str, Any]]:
+    """The planted unit with its plan and what it enrolled by the last delivery date."""
+    if portfolio.skewed_sex is None:
+        return []
+    smo_id, study_id = portfolio.skewed_sex
+    group = next(
+        g
+        for g in plan_of(study_id)
+        if (g.dimension, g.group_code) == ("sex", SEX_SKEW["group_code"])
+    )
+    randomized, in_group = women.get((smo_id, study_id), [0, 0])
+    return [
+        {
+            "smo_id": smo_id,
+            "study_id": study_id,
+            "dimension": SEX_SKEW["dimension"],
+            "group_code": SEX_SKEW["group_code"],
+            "planted_share": SEX_SKEW["share"],
+            "target_share": group.target_share,
+            "minimum_share": group.minimum_share,
+            "randomized": randomized,
+            "randomized_in_group": in_group,
+            "share": round(in_group / randomized, 4) if randomized else None,
+        }
+    ]
 
 
 def ground_truth(
@@ -152,6 +189,7 @@ def ground_truth(
     registry: dict[str, Any],
     rejected: list[dict[str, Any]] | None = None,
     actions: dict[str, Any] | None = None,
+    women: dict[tuple[str, str], list[int]] | None = None,
 ) -> dict[str, Any]:
     dates = portfolio.delivery_dates
     edit_from = portfolio.edit_from
@@ -191,6 +229,8 @@ def ground_truth(
             for s in portfolio.sites
             if s.role
         ],
+        # A unit enrolling far fewer of a group than its diversity plan (representativeness).
+        "planted_representativeness": planted_representativeness(portfolio, women or {}),
         "late_paying_smos": [s.smo_id for s in portfolio.smos if s.pays_late],
         "rejected_deliveries": rejected or [],
         "sites_never_activated": [
@@ -249,7 +289,12 @@ def generate(
         _set_received_time(path, delivery_date)
     registry = write_registry_fixtures(portfolio, out / "registry")
     truth = ground_truth(
-        portfolio, delivered["edits"], registry, delivered["rejected_deliveries"], actions
+        portfolio,
+        delivered["edits"],
+        registry,
+        delivered["rejected_deliveries"],
+        actions,
+        delivered["women"],
     )
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=2, ensure_ascii=False) + "\n")
     return truth

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthetic.demographics import SEX_SKEW, skewed_unit
+from synthetic.demographics import draw as draw_demographics
 from synthetic.dialects import DIALECTS, Dialect
 
 DAY = dt.timedelta(days=1)
@@ -246,6 +248,8 @@ class Portfolio:
     studies: tuple[Study, ...]
     sites: tuple[Site, ...]
     base_screening_per_month: float
+    #: (smo_id, study_id) planted enrolling women at SEX_SKEW's share, far under the plan.
+    skewed_sex: tuple[str, str] | None = None
 
     @property
     def end(self) -> dt.date:
@@ -376,6 +380,7 @@ def build_portfolio(
         studies=tuple(studies),
         sites=tuple(sites),
         base_screening_per_month=base_rate,
+        skewed_sex=skewed_unit(studies),
     )
 
 
@@ -445,6 +450,7 @@ def site_history(portfolio: Portfolio, site: Site) -> SiteHistory:
         role, 0.3
     )
     lag_mean = 21.0 if role == "long_entry_lag" else 2.5
+    women_share = SEX_SKEW["share"] if portfolio.skewed_sex == site.key[:2] else None
     stop = min(site.closed or end, end)
     day = site.activation + dt.timedelta(days=rng.randint(3, 20))
     number = 0
@@ -454,6 +460,10 @@ def site_history(portfolio: Portfolio, site: Site) -> SiteHistory:
             break
         number += 1
         subject = _subject(rng, study, site, number, day, sf_prob, end)
+        # Their own stream per subject: no draw above changes.
+        subject |= draw_demographics(
+            portfolio.seed, site.smo_id, study.study_id, subject["subject_id"], women_share
+        )
         history.subjects.append(subject)
         _subject_events(
             history, rng, study, smo, subject, fee, dev_per_day, important_share, lag_mean, end
