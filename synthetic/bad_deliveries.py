@@ -411,6 +411,13 @@ CASES: dict[str, _Case] = {
         "sites",
         change_rows=_set("status", lambda r: "Suspendido"),
     ),
+    "unmapped_sex_label": _Case(
+        "A subject's sex in a label the SMO's profile does not map (never guessed)",
+        "value.enum",
+        "americas",
+        "subjects",
+        change_rows=_set("sex", lambda r: "Woman"),
+    ),
     "bad_date_format": _Case(
         "A month-first date in a day-first file",
         "value.type",

@@ -30,6 +30,7 @@ def test_bad_delivery_is_rejected_for_its_rule(catalogue, case):
 VALUE_CASES = [
     "duplicate_keys",
     "unknown_code",
+    "unmapped_sex_label",
     "bad_date_format",
     "negative_amounts",
     "unknown_site",
