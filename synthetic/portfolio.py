@@ -6,7 +6,7 @@ streams with bounded memory. A site's full history (subjects, visits, deviations
 staffing) is generated once; `snapshot_*` functions then cut it at a delivery date the way an
 SMO export would show it on that day. Planted behaviours (slow sites, a high screen-failure
 site, under-reporting, ...) are assigned before any data is drawn and written to the ground
-truth.
+truth. Subject demographics come from `synthetic.demographics` on streams of their own.
 """
 
 from __future__ import annotations
