@@ -498,6 +498,11 @@ def _share_text(r: dict) -> str:
     return _fmt(r["share"], "share")
 
 
+def _percent(value) -> str:
+    """A plan share as a percentage ('45%', '12.5%'), '–' for none."""
+    return "–" if value is None else percent(value)
+
+
 def below_minimum_line(r: dict) -> str:
     """A study or SMO below its plan minimum in one sentence: where, group, share vs minimum,
     how many randomized, the plan and KRI versions."""
@@ -505,7 +510,7 @@ def below_minimum_line(r: dict) -> str:
     n = r["randomized_with_dimension"]
     return (
         f"{where}: {r['dimension']} {r['group_code']} {_share_text(r)} vs minimum "
-        f"{percent(r['minimum_share'])} (target {percent(r['target_share'])}) of "
+        f"{_percent(r['minimum_share'])} (target {_percent(r['target_share'])}) of "
         f"{_num(n)} randomized with {r['dimension']} delivered; plan {r['plan_id']} "
         f"v{r['plan_version']}, KRI {r['kri_id']} v{r['kri_version']}"
     )
@@ -864,7 +869,7 @@ def _dimension_chart(study: str, dimension: str, rows: list[dict]) -> tuple[str,
     """A dimension's study-level share per plan group with its target and minimum marks."""
     chart_id = _chart_id("representativeness", study, dimension)
     n = rows[0]["randomized_with_dimension"]
-    missing = rows[0].get("smos_without_data")
+    missing = next((r["smos_without_data"] for r in rows if r.get("smos_without_data")), None)
     if isinstance(missing, list | tuple):
         missing = ", ".join(missing)
     note = f"{_num(n)} randomized subjects with {dimension} delivered." if n else ""
@@ -915,8 +920,7 @@ def _below_plan_row(r: dict) -> list:
     gap = "–" if r["gap_pp"] is None else f"{r['gap_pp']:+.1f}"
     return [
         r["level"], r["smo_id"] or "", r["site_id"] or "", r["dimension"], r["group_code"],
-        _share_text(r), percent(r["target_share"]) if r["target_share"] is not None else "–",
-        percent(r["minimum_share"]), gap, _num(r["randomized_with_dimension"]),
+        _share_text(r), _percent(r["target_share"]), _percent(r["minimum_share"]), gap, _num(r["randomized_with_dimension"]),
         Cell(r["flag"], css_class=f"rag-{r['flag']}"),
     ]  # fmt: skip
 

@@ -364,16 +364,14 @@ def test_the_csv_export_holds_every_row_of_the_latest_week(published: Path):
 # -- the whole report ---------------------------------------------------------------------------
 
 
-@pytest.mark.integration
-def test_the_report_shows_the_section_attention_and_csv_from_the_published_file(
-    refreshed_portfolio: Path, tmp_path: Path
-):
-    """A real publish plus the mart (its first study and one of its SMOs made red): the page has
-    the section with its charts, needs attention names the SMO, the CSV folder holds the rows."""
+@pytest.fixture(scope="module")
+def with_mart(refreshed_portfolio: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A copy of a real publish plus the mart (its first study, SMO and site in the roles of
+    SYN-001, SMO-A and A1), the report written: (publish dir, report result, rows, ids)."""
     from publishing.bi_database import published_path
-    from publishing.report import REPORT_NAME, write_report
+    from publishing.report import write_report
 
-    work = tmp_path / "publish"
+    work = tmp_path_factory.mktemp("with-mart") / "publish"
     shutil.copytree(refreshed_portfolio / "publish", work, symlinks=True)
     path = published_path(work)
     with duckdb.connect(str(path)) as con:
@@ -389,7 +387,16 @@ def test_the_report_shows_the_section_attention_and_csv_from_the_published_file(
         for r in portfolio_rows()
     ]  # fmt: skip
     write_mart(path, rows)
-    result = write_report(work, keep=2)
+    return work, write_report(work, keep=2), rows, (week, study, smo)
+
+
+@pytest.mark.integration
+def test_the_report_shows_the_section_attention_and_csv_from_the_published_file(with_mart):
+    """A real publish plus the mart (its first study and one of its SMOs made red): the page has
+    the section with its charts, needs attention names the SMO, the CSV folder holds the rows."""
+    from publishing.report import REPORT_NAME
+
+    work, result, rows, (week, study, smo) = with_mart
     html = (work / REPORT_NAME).read_text(encoding="utf-8")
     section = html.split('<section id="representativeness">')[1].split("</section>")[0]
     chart_ids = [c for c in result.charts if c.startswith("representativeness-")]
@@ -405,3 +412,25 @@ def test_the_report_shows_the_section_attention_and_csv_from_the_published_file(
     assert shown[0] == list(COLUMNS)
     assert len(shown) - 1 == sum(1 for r in rows if r["as_of_date"] == week)
     assert 'data-csv-link="representativeness"' in section
+
+
+@pytest.mark.integration
+def test_the_sections_charts_render_in_chromium_like_every_other_chart(with_mart, tmp_path):
+    """The browser test's rules (tests/test_report.py) hold for the new charts: laid out at a
+    usable size, a title, two axis labels with units, marks; no console error, nothing fetched."""
+    from publishing.report import REPORT_NAME
+    from tests.test_report import CHROMIUM, render_in_browser
+
+    if CHROMIUM is None:
+        pytest.skip("chromium not found (see tests/test_report.py)")
+    work, result, *_ = with_mart
+    measured, console = render_in_browser(work / REPORT_NAME, tmp_path)
+    assert console == [] and measured["errors"] == [] and measured["resources"] == []
+    assert measured["width"] <= 1366, "the page scrolls sideways on a laptop screen"
+    charts = {c["id"]: c for c in measured["charts"] if c["id"].startswith("representativeness-")}
+    assert set(charts) == {c for c in result.charts if c.startswith("representativeness-")}
+    for chart in charts.values():
+        assert chart["width"] >= 400 and chart["height"] >= 200, chart
+        assert chart["title"] and len(chart["axes"]) == 2, chart
+        assert all("(" in axis or axis == "as-of week" for axis in chart["axes"]), chart
+        assert chart["marks"] > 0, chart
