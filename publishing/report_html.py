@@ -39,6 +39,7 @@ from publishing.charts import (
     stacked_bars,
 )
 from publishing.report_data import (
+    BELOW_PLAN_SHOWN,
     Attention,
     DataStatus,
     FlaggedSite,
@@ -490,11 +491,14 @@ def overdue_line(a: dict) -> str:
 
 
 def _share_text(r: dict) -> str:
-    """A representativeness row's share: the percentage, 'suppressed (<5)' or 'no data'."""
+    """A representativeness row's share: the percentage, 'suppressed (<5)' or 'no data' (which
+    wins: a unit without the column has nothing to suppress)."""
+    if r["no_data_reason"]:
+        return f"no data ({r['no_data_reason']})"
     if r["suppressed"]:
         return "suppressed (<5)"
     if r["share"] is None:
-        return f"no data ({r['no_data_reason'] or 'no data'})"
+        return "no data"
     return _fmt(r["share"], "share")
 
 
@@ -860,7 +864,10 @@ def _chart_id(*parts: str) -> str:
 
 
 def _share_bar(r: dict) -> ShareBar:
-    status = "suppressed" if r["suppressed"] else ("no_data" if r["share"] is None else "")
+    if r["no_data_reason"] or (r["share"] is None and not r["suppressed"]):
+        status = "no_data"
+    else:
+        status = "suppressed" if r["suppressed"] else ""
     return ShareBar(r["group_code"], r["share"], r["target_share"], r["minimum_share"], status,
                     r["no_data_reason"] or "", r["flag"])  # fmt: skip
 
@@ -981,8 +988,11 @@ def representativeness(r: Representativeness) -> SectionHtml:
         "SMO delivered the dimension's column; 'NOT IN PLAN' holds values in no plan group "
         "(including unknown and not reported). Cells under 5 subjects (and their complement) "
         "are suppressed, never shown as 0; a dimension no SMO delivered is 'no data'. Study and "
-        "SMO flags: red below the minimum with at least 20 randomized; sites: funnel within the "
-        "study. The CSV holds every row of the week (study, SMO, site).</p>"
+        "SMO flags: red below the minimum with at least 20 randomized (a bar is red or amber "
+        "when its flag is); sites: funnel within the study. 'Furthest below plan': SMO and site "
+        "rows of groups with a minimum that are flagged red or amber or below target, red and "
+        "amber first, then by gap (percentage points), at most "
+        f"{BELOW_PLAN_SHOWN} per study. The CSV holds every row of the week (study, SMO, site).</p>"
         + ("".join(blocks) or NO_ROWS),
         tuple(charts),
         (export,),

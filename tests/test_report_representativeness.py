@@ -100,9 +100,11 @@ def portfolio_rows() -> list[dict]:
                   flag="not_evaluated")]  # fmt: skip
     rows += sex("site", 5, 20, 0, smo="SMO-A", site="A2", flag="amber", z=-2.2)
     rows += sex("site", 13, 7, 5, smo="SMO-B", site="B1", flag="green", z=0.9)
+    # (marked suppressed too, as a unit without subjects may be: no data is what it shows)
     rows += [cell("study", "age_group", g, None, 0, no_data="no age or age_group column delivered",
+                  suppressed="unit under 5",
                   missing="SMO-A, SMO-B, SMO-C") for g in ("18-64", "65-74", "75+", "NOT IN PLAN")]  # fmt: skip
-    rows += sex("study", 20, 46, 4, week=WEEK1, missing="SMO-C")
+    rows += sex("study", 20, 45, 5, week=WEEK1, missing="SMO-C")
     rows += [cell("study", "sex", "NOT IN PLAN", None, None, study="SYN-017",
                   no_data="no diversity plan for this study", flag="no_data")]  # fmt: skip
     return rows
