@@ -959,10 +959,16 @@ def representativeness(r: Representativeness) -> SectionHtml:
                 f"{escape(s.study_id)}: no diversity plan ({escape(s.no_plan_reason or '')})</p>"
             )
             continue
+        # a dimension the plan has no groups for is a note, not a chart of one remainder row
+        planned = list(dict.fromkeys(g["dimension"] for g in s.groups if g["plan_id"]))
+        unplanned = [
+            f"{escape(g['dimension'])}: {escape(g['no_data_reason'] or 'not in the plan')}"
+            for g in s.groups
+            if g["dimension"] not in planned
+        ]
         figures = [
-            _dimension_chart(s.study_id, d, rows)
-            for d in dict.fromkeys(g["dimension"] for g in s.groups)
-            if (rows := [g for g in s.groups if g["dimension"] == d])
+            _dimension_chart(s.study_id, d, [g for g in s.groups if g["dimension"] == d])
+            for d in planned
         ]
         if s.trend:
             figures.append(_trend_chart(s))
@@ -972,7 +978,9 @@ def representativeness(r: Representativeness) -> SectionHtml:
             f"<h3>{escape(s.study_id)} · plan {escape(s.plan_id)} v{escape(str(s.plan_version))}"
             "</h3>"
             '<div class="charts">' + "".join(svg for _, svg in figures) + "</div>"
-            "<h4>SMOs and sites furthest below plan</h4>"
+            + (f'<p class="note">Not in the plan: {"; ".join(dict.fromkeys(unplanned))}.</p>'
+               if unplanned else "")
+            + "<h4>SMOs and sites furthest below plan</h4>"
             + html_table(BELOW_PLAN_HEADER, [_below_plan_row(x) for x in s.below_plan],
                          numeric={5, 6, 7, 8, 9}, table_class="below-plan", empty=NO_ROWS)
             + "</article>"

@@ -105,6 +105,8 @@ def portfolio_rows() -> list[dict]:
                   suppressed="unit under 5",
                   missing="SMO-A, SMO-B, SMO-C") for g in ("18-64", "65-74", "75+", "NOT IN PLAN")]  # fmt: skip
     rows += sex("study", 20, 45, 5, week=WEEK1, missing="SMO-C")
+    rows += [dict(cell("study", "race", "NOT IN PLAN", None, None, no_data="no race groups in "
+                       "the diversity plan"), plan_id=None, plan_version=None)]  # fmt: skip
     rows += [cell("study", "sex", "NOT IN PLAN", None, None, study="SYN-017",
                   no_data="no diversity plan for this study", flag="no_data")]  # fmt: skip
     return rows
@@ -330,6 +332,8 @@ def test_each_study_with_a_plan_has_its_charts_and_one_without_a_plan_one_line(p
     assert _svg(age_chart).find("rect", "bar") == []
     assert "no data: no age or age_group column delivered" in age_chart
     assert "No sex column from: SMO-C." in sex_chart
+    # a dimension without plan groups: a note, no chart
+    assert "Not in the plan: race: no race groups in the diversity plan." in body.html
     # the trend: the study's share of women each week, as the mart has it (independent query)
     expected = _read(published, lambda con: con.execute(
         "select as_of_date, 100.0 * randomized_in_group / randomized_with_dimension "
