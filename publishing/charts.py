@@ -1,7 +1,8 @@
 """Static SVG charts for the oversight report: no JavaScript, no fonts or libraries to fetch.
 
 Every chart is a <figure data-chart="..."> holding one <svg> with a title, two axis labels (with
-units) and marks; the report test checks exactly that structure in a real browser.
+units) and marks; the report test checks exactly that structure in a real browser. A chart may
+also carry a text alternative (`<desc>`, e.g. every group's share in `share_bars`).
 """
 
 from __future__ import annotations
@@ -165,7 +166,10 @@ class _Canvas:
     def add(self, svg: str) -> None:
         self.parts.append(svg)
 
-    def render(self, legend: Sequence[tuple[str, str, bool]] = (), note: str = "") -> str:
+    def render(
+        self, legend: Sequence[tuple[str, str, bool]] = (), note: str = "", desc: str = ""
+    ) -> str:
+        """The figure; `desc`: the chart's text alternative (`<desc>`), for screen readers."""
         items = []
         x = MARGIN["left"] + 8
         for name, colour, dashed in legend:
@@ -177,11 +181,14 @@ class _Canvas:
                 "</g>"
             )
             x += 30 + 6.5 * len(name)
+        described = f' aria-describedby="{self.chart_id}-desc"' if desc else ""
         svg = (
             f'<svg viewBox="0 0 {WIDTH} {self.height}" role="img" '
-            f'aria-labelledby="{self.chart_id}-title" xmlns="http://www.w3.org/2000/svg">'
+            f'aria-labelledby="{self.chart_id}-title"{described} '
+            'xmlns="http://www.w3.org/2000/svg">'
             f'<title id="{self.chart_id}-title">{escape(self.title)}</title>'
-            f"{self.frame}{''.join(self.parts)}{''.join(items)}</svg>"
+            + (f'<desc id="{self.chart_id}-desc">{escape(desc)}</desc>' if desc else "")
+            + f"{self.frame}{''.join(self.parts)}{''.join(items)}</svg>"
         )
         caption = f"<figcaption>{escape(note)}</figcaption>" if note else ""
         return (
@@ -497,3 +504,94 @@ def range_dots(
     legend = [("peer P25-P75", "#90a4ae", False), ("peer median", "#37474f", False),
               ("study", PALETTE[0], False)]  # fmt: skip
     return canvas.render(legend, note)
+
+
+#: Marks of a share chart: the plan's target (solid) and minimum (dashed).
+TARGET_COLOUR, MINIMUM_COLOUR, NO_DATA_COLOUR = "#212121", "#c62828", "#757575"
+
+
+def percent(value: float) -> str:
+    """A share (0-1) as a percentage with at most one decimal: 0.45 -> '45%', 0.125 -> '12.5%'."""
+    return f"{value * 100:.1f}".rstrip("0").rstrip(".") + "%"
+
+
+@dataclass
+class ShareBar:
+    """One group of a share chart: its actual share (0-1) and the plan's target and minimum.
+    `status` '' draws the bar; 'suppressed' (a cell under 5 subjects, or its complement) and
+    'no_data' (`reason`) draw no bar, only their label: an unknown share is never a 0 bar."""
+
+    label: str
+    share: float | None
+    target: float | None = None
+    minimum: float | None = None
+    status: str = ""
+    reason: str = ""
+    flag: str | None = None
+
+    def text(self) -> str:
+        """The group as its row label and the chart's text alternative say it."""
+        if self.status == "suppressed":
+            shown = "suppressed (<5)"
+        elif self.status == "no_data" or self.share is None:
+            shown = f"no data: {self.reason or 'no data'}"
+        else:
+            shown = percent(self.share)
+        plan = [f"{name} {percent(v)}" for name, v in (("target", self.target),
+                ("minimum", self.minimum)) if v is not None]  # fmt: skip
+        return f"{self.label}: {shown}" + (f" ({', '.join(plan)})" if plan else "")
+
+
+def share_bars(
+    chart_id: str,
+    title: str,
+    x_label: str,
+    y_label: str,
+    bars: Sequence[ShareBar],
+    *,
+    note: str = "",
+) -> str:
+    """Horizontal bars of shares on a 0-100% axis, one row per group, with the group's target
+    (solid tick) and minimum (dashed tick); a red or amber flag colours the bar. Each mark
+    carries its group and value (`data-group`, `data-share`, `data-target`, `data-minimum`)."""
+    if not bars:
+        return empty_chart(chart_id, title, x_label, y_label, "No plan groups")
+    height = max(240, MARGIN["top"] + MARGIN["bottom"] + 40 * len(bars))
+    ticks = [(v, f"{v}") for v in (0, 25, 50, 75, 100)]
+    canvas = _Canvas(chart_id, title, x_label, y_label, (0, 100), (0, 1), x_ticks=ticks,
+                     height=height, y_tick_labels=False)  # fmt: skip
+    top, row = MARGIN["top"], (height - MARGIN["top"] - MARGIN["bottom"]) / len(bars)
+    left = MARGIN["left"]
+    for i, bar in enumerate(bars):
+        y = top + row * (i + 0.5) + 6
+        group = escape(bar.label)
+        shown = bar.status == "" and bar.share is not None
+        grey = "" if shown else f' fill="{NO_DATA_COLOUR}"'  # and class muted: the page's CSS
+        canvas.add(
+            f'<text class="row-label{"" if shown else " muted"}" x="{left + 4}" '
+            f'y="{y - 10:.1f}"{grey} data-group="{group}">'
+            f"{escape(bar.text())}</text>"
+        )
+        if shown:
+            width = canvas.x(bar.share * 100) - left
+            colour = RAG_COLOURS[bar.flag] if bar.flag in ("red", "amber") else PALETTE[0]
+            canvas.add(
+                f'<rect class="bar mark" data-group="{group}" data-share="{bar.share!r}" '
+                f'x="{left}" y="{y - 5:.1f}" width="{width:.1f}" height="10" fill="{colour}">'
+                f"<title>{escape(bar.text())}</title></rect>"
+            )
+        for kind, value, colour, dash in (("target", bar.target, TARGET_COLOUR, ""),
+                                          ("minimum", bar.minimum, MINIMUM_COLOUR, "3 2")):  # fmt: skip
+            if value is None:
+                continue
+            x = canvas.x(value * 100)
+            dashes = f' stroke-dasharray="{dash}"' if dash else ""
+            canvas.add(
+                f'<line class="{kind} mark" data-group="{group}" data-{kind}="{value!r}" '
+                f'x1="{x:.1f}" x2="{x:.1f}" y1="{y - 9:.1f}" y2="{y + 9:.1f}" '
+                f'stroke="{colour}" stroke-width="2"{dashes}><title>{escape(bar.label)} '
+                f"{kind} {percent(value)}</title></line>"
+            )
+    legend = [("actual share", PALETTE[0], False), ("target", TARGET_COLOUR, False),
+              ("minimum", MINIMUM_COLOUR, True)]  # fmt: skip
+    return canvas.render(legend, note, desc=f"{title}. " + "; ".join(b.text() for b in bars))

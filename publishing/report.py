@@ -74,6 +74,8 @@ SECTIONS: list[Section[Any]] = [
     Section("qtls", "Quality tolerance limits per study", report_data.qtls, report_html.qtls),
     Section("enrollment", "Enrollment against plan and forecast", report_data.enrollment,
             report_html.enrollment),
+    Section("representativeness", "Representativeness of enrollment",
+            report_data.representativeness, report_html.representativeness),
     Section("funnels", "Central monitoring: funnel plots per KRI", report_data.funnels,
             report_html.funnels),
     Section("deviations", "Protocol deviations", report_data.deviation_trends,

@@ -358,6 +358,8 @@ class Attention:
     unattended: list[dict] = field(default_factory=list)
     #: open actions past their due date
     overdue_actions: list[dict] = field(default_factory=list)
+    #: studies and SMOs below their diversity plan's minimum share this week (`below_minimum`)
+    below_minimum: list[dict] = field(default_factory=list)
 
 
 def _published(con: Connection, table: str) -> bool:
@@ -399,6 +401,7 @@ def needs_attention(con: Connection) -> Attention:
             (a for a in oversight_actions(con) if a.get("is_overdue")),
             key=lambda a: (-(a.get("days_overdue") or 0), a["action_id"]),
         ),
+        below_minimum=below_minimum(con),
     )
 
 
@@ -435,6 +438,132 @@ def enrollment(con: Connection) -> list[StudyEnrollment]:
         )
         studies.append(StudyEnrollment(f, actual, fan))
     return studies
+
+
+# -- representativeness of enrollment ----------------------------------------------------------
+
+#: The published representativeness mart (issue 21); absent from older publishes.
+REPRESENTATIVENESS_TABLE = "enrollment_representativeness"
+#: The study- and SMO-level KRI: a group's share below its plan minimum (>= 20 randomized).
+BELOW_MINIMUM_KRI = "group_share_below_minimum"
+#: The plan's dimensions, in the order the report shows them.
+DIMENSIONS = ("sex", "age_group", "race", "ethnicity")
+#: The remainder group: randomized subjects whose value is in no plan group.
+NOT_IN_PLAN = "NOT IN PLAN"
+#: How many SMOs and sites furthest below plan each study block lists.
+BELOW_PLAN_SHOWN = 5
+
+#: Rows in the order the report shows them: by study, level, SMO, site, dimension (DIMENSIONS),
+#: group, the remainder group last.
+_REPRESENTATIVENESS_ORDER = (
+    "order by study_id, case level when 'study' then 0 when 'smo' then 1 else 2 end, "
+    "smo_id nulls first, site_id nulls first, "
+    + "case dimension "
+    + " ".join(f"when '{d}' then {i}" for i, d in enumerate(DIMENSIONS))
+    + " else 9 end, dimension, group_code = 'NOT IN PLAN', group_code, as_of_date"
+)
+
+
+@dataclass(frozen=True)
+class StudyRepresentativeness:
+    """One study's block: its plan, the study-level rows of the latest week (one per dimension
+    and group), the SMOs and sites furthest below plan, and the study-level share of each group
+    with a minimum week by week. A study without a plan has only `no_plan_reason`."""
+
+    study_id: str
+    plan_id: str | None
+    plan_version: str | None
+    groups: list[dict]
+    below_plan: list[dict]
+    trend: list[dict]
+    no_plan_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Representativeness:
+    """The representativeness section: one block per study (latest as-of week) and every row of
+    that week (`rows`, with the mart's `columns`) for the CSV export. `published` is False for
+    a publish without the mart."""
+
+    published: bool
+    studies: list[StudyRepresentativeness] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+
+
+def _below_plan_key(r: dict) -> tuple:
+    """Furthest below plan first: red, then amber flags, then the most negative gap; a gap
+    unknown (suppressed) after the known ones."""
+    rank = {"red": 0, "amber": 1}.get(r["flag"], 2)
+    gap = r["gap_pp"]
+    return (rank, gap is None, gap if gap is not None else 0.0, r["level"] != "smo",
+            r["smo_id"] or "", r["site_id"] or "", r["dimension"], r["group_code"])  # fmt: skip
+
+
+def below_plan(rows: list[dict], limit: int = BELOW_PLAN_SHOWN) -> list[dict]:
+    """The SMO and site rows furthest below plan: groups with a minimum share that are flagged
+    red or amber or lie below their target, red/amber first then by gap (percentage points)
+    ascending; at most `limit`."""
+    candidates = [
+        r
+        for r in rows
+        if r["level"] in ("smo", "site")
+        and r["minimum_share"] is not None
+        and (r["flag"] in ("red", "amber") or (r["gap_pp"] is not None and r["gap_pp"] < 0))
+    ]
+    return sorted(candidates, key=_below_plan_key)[:limit]
+
+
+def representativeness(con: Connection) -> Representativeness:
+    """Per study with rows in the latest week of `enrollment_representativeness`: the study-level
+    shares per dimension and group against the plan, the SMOs and sites furthest below plan
+    (`below_plan`) and the weekly study-level share of each group with a minimum."""
+    if not _published(con, REPRESENTATIVENESS_TABLE):
+        return Representativeness(published=False)
+    cursor = con.execute(
+        f"select * {_latest(REPRESENTATIVENESS_TABLE)} {_REPRESENTATIVENESS_ORDER}"
+    )
+    columns = [d[0] for d in cursor.description]
+    rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    trend = _rows(
+        con,
+        f"select * from {REPRESENTATIVENESS_TABLE} where level = 'study' "
+        f"and minimum_share is not null {_REPRESENTATIVENESS_ORDER}",
+    )
+    studies = []
+    for study in dict.fromkeys(r["study_id"] for r in rows):
+        mine = [r for r in rows if r["study_id"] == study]
+        groups = [r for r in mine if r["level"] == "study"]
+        planned = [r for r in groups if r["plan_id"] is not None]
+        if not planned:
+            reasons = [r["no_data_reason"] for r in mine if r["no_data_reason"]]
+            reason = reasons[0] if reasons else "no diversity plan for this study"
+            studies.append(StudyRepresentativeness(study, None, None, [], [], [], reason))
+            continue
+        studies.append(
+            StudyRepresentativeness(
+                study,
+                planned[0]["plan_id"],
+                planned[0]["plan_version"],
+                groups,
+                below_plan(mine),
+                [r for r in trend if r["study_id"] == study],
+            )
+        )
+    return Representativeness(True, studies, columns, rows)
+
+
+def below_minimum(con: Connection) -> list[dict]:
+    """Every study and SMO whose share of a group is below the plan's minimum this week (a red
+    `group_share_below_minimum` flag), by study; [] when the publish has no such mart."""
+    if not _published(con, REPRESENTATIVENESS_TABLE):
+        return []
+    return _rows(
+        con,
+        f"select * {_latest(REPRESENTATIVENESS_TABLE)} and level in ('study', 'smo') "
+        f"and kri_id = ? and flag = 'red' {_REPRESENTATIVENESS_ORDER}",
+        [BELOW_MINIMUM_KRI],
+    )
 
 
 # -- funnel plots -------------------------------------------------------------------------------

@@ -29,13 +29,17 @@ from publishing.charts import (
     Band,
     RangeRow,
     Series,
+    ShareBar,
     funnel_chart,
     histogram,
     line_chart,
+    percent,
     range_dots,
+    share_bars,
     stacked_bars,
 )
 from publishing.report_data import (
+    BELOW_PLAN_SHOWN,
     Attention,
     DataStatus,
     FlaggedSite,
@@ -45,8 +49,10 @@ from publishing.report_data import (
     PaymentsTimeliness,
     RedSites,
     Registry,
+    Representativeness,
     Scorecard,
     StudyEnrollment,
+    StudyRepresentativeness,
     Trend,
 )
 
@@ -84,7 +90,7 @@ figcaption { font-size: 0.8rem; color: #616161; padding: 2px 6px; }
 svg text { font-size: 11px; fill: #424242; } svg .chart-title { font-size: 13px; font-weight: 600; }
 svg .axis-label { font-size: 11.5px; fill: #212121; } svg .grid { stroke: #eeeeee; }
 svg .axis, svg .tick-mark { stroke: #9e9e9e; } svg .point-label { font-size: 10px; font-weight: 600; }
-svg .empty { font-size: 13px; fill: #757575; }
+svg .empty { font-size: 13px; fill: #757575; } svg .muted { fill: #757575; font-style: italic; }
 table { border-collapse: collapse; font-size: 0.86rem; margin: 8px 0; width: 100%; }
 th, td { border-bottom: 1px solid #e0e0e0; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #fafafa; position: sticky; top: 0; }
@@ -484,12 +490,46 @@ def overdue_line(a: dict) -> str:
     )
 
 
+def _share_text(r: dict) -> str:
+    """A representativeness row's share: the percentage, 'suppressed (<5)' or 'no data' (which
+    wins: a unit without the column has nothing to suppress)."""
+    if r["no_data_reason"]:
+        return f"no data ({r['no_data_reason']})"
+    if r["suppressed"]:
+        return "suppressed (<5)"
+    if r["share"] is None:
+        return "no data"
+    return _fmt(r["share"], "share")
+
+
+def _percent(value) -> str:
+    """A plan share as a percentage ('45%', '12.5%'), '–' for none."""
+    return "–" if value is None else percent(value)
+
+
+def below_minimum_line(r: dict) -> str:
+    """A study or SMO below its plan minimum in one sentence: where, group, share vs minimum,
+    how many randomized, the plan and KRI versions."""
+    where = r["study_id"] + (f", {r['smo_id']}" if r["level"] == "smo" else " (whole study)")
+    n = r["randomized_with_dimension"]
+    return (
+        f"{where}: {r['dimension']} {r['group_code']} {_share_text(r)} vs minimum "
+        f"{_percent(r['minimum_share'])} (target {_percent(r['target_share'])}) of "
+        f"{_num(n)} randomized with {r['dimension']} delivered; plan {r['plan_id']} "
+        f"v{r['plan_version']}, KRI {r['kri_id']} v{r['kri_version']}"
+    )
+
+
 def attention_items(a: Attention) -> list[tuple[str, str]]:
     """The needs-attention items as (kind, sentence), QTL exceedances first: the report's list
     and `make demo`'s summary."""
     return (
         [("qtl", f"QTL exceeded, evaluation due: {qtl_line(q)}") for q in a.qtls_due]
         + [("red-flag", f"New red flag: {red_flag_line(r)}") for r in a.new_red_flags]
+        + [
+            ("representativeness", f"Below diversity plan minimum: {below_minimum_line(r)}")
+            for r in a.below_minimum
+        ]
         + [("unattended", f"Unattended: {unattended_line(u)}") for u in a.unattended]
         + [("overdue-action", f"Overdue action: {overdue_line(x)}") for x in a.overdue_actions]
     )
@@ -504,7 +544,9 @@ def needs_attention(a: Attention) -> SectionHtml:
         '<p class="note">QTL exceedances with no evaluation recorded (a QTL oversight action '
         "closed as DONE, as published); red site flags whose episode starts this week (not "
         "flagged last week, flag_status); open red flags and QTL exceedances with no action "
-        "opened within SMO_ACTION_DUE_DAYS of their start (unattended_signals); open actions "
+        "opened within SMO_ACTION_DUE_DAYS of their start (unattended_signals); studies and "
+        "SMOs whose share of a group is below the diversity plan's minimum with at least 20 "
+        "randomized (enrollment_representativeness); open actions "
         f"past their due date (oversight_actions). {a.persisting_red_flags} red flags persist "
         'from earlier weeks: see <a href="#red-sites">Sites with red flags</a>.</p>'
     )
@@ -812,6 +854,157 @@ def enrollment(studies: list[StudyEnrollment]) -> SectionHtml:
             )
         )
     return _grid(charts)
+
+
+# -- representativeness of enrollment ----------------------------------------------------------
+
+
+def _chart_id(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", "-".join(parts))
+
+
+def _share_bar(r: dict) -> ShareBar:
+    if r["no_data_reason"] or (r["share"] is None and not r["suppressed"]):
+        status = "no_data"
+    else:
+        status = "suppressed" if r["suppressed"] else ""
+    return ShareBar(r["group_code"], r["share"], r["target_share"], r["minimum_share"], status,
+                    r["no_data_reason"] or "", r["flag"])  # fmt: skip
+
+
+def _dimension_chart(study: str, dimension: str, rows: list[dict]) -> tuple[str, str]:
+    """A dimension's study-level share per plan group with its target and minimum marks."""
+    chart_id = _chart_id("representativeness", study, dimension)
+    n = rows[0]["randomized_with_dimension"]
+    missing = next((r["smos_without_data"] for r in rows if r.get("smos_without_data")), None)
+    if isinstance(missing, list | tuple):
+        missing = ", ".join(missing)
+    note = f"{_num(n)} randomized subjects with {dimension} delivered." if n else ""
+    if missing:
+        note += f" No {dimension} column from: {missing}."
+    return chart_id, share_bars(
+        chart_id,
+        f"{study}: {dimension} of randomized subjects vs plan",
+        "share of randomized subjects (%)",
+        "plan group (term)",
+        [_share_bar(r) for r in rows],
+        note=note.strip(),
+    )
+
+
+def _trend_chart(s: StudyRepresentativeness) -> tuple[str, str]:
+    """The study-level share of each group with a minimum, week by week, with its minimum."""
+    chart_id = _chart_id("representativeness", s.study_id, "trend")
+    keys = list(dict.fromkeys((r["dimension"], r["group_code"]) for r in s.trend))
+    series, hlines = [], []
+    for i, (dimension, group) in enumerate(keys):
+        mine = [r for r in s.trend if (r["dimension"], r["group_code"]) == (dimension, group)]
+        colour = PALETTE[i % len(PALETTE)]
+        # a suppressed or no-data week has share NULL: left out of the line, never 0; a group
+        # without any published share is not drawn at all (its bar chart says why)
+        points = [(r["as_of_date"], r["share"] * 100) for r in mine if r["share"] is not None]
+        if points:
+            series.append(Series(f"{dimension} {group}", points, colour))
+            hlines.append((mine[-1]["minimum_share"] * 100, f"minimum {group}", colour))
+    return chart_id, line_chart(
+        chart_id,
+        f"{s.study_id}: share of groups with a minimum, week by week",
+        "as-of week",
+        "share of randomized subjects (%)",
+        series,
+        hlines=hlines,
+        markers=True,
+        height=240,
+        note="Dotted lines: each group's minimum share; weeks suppressed (<5) are not drawn.",
+    )
+
+
+BELOW_PLAN_HEADER = ["level", "SMO", "site", "dimension", "group", "share", "target", "minimum",
+                     "gap (pp)", "randomized", "flag"]  # fmt: skip
+
+
+def _below_plan_row(r: dict) -> list:
+    gap = "–" if r["gap_pp"] is None else f"{r['gap_pp']:+.1f}"
+    return [
+        r["level"], r["smo_id"] or "", r["site_id"] or "", r["dimension"], r["group_code"],
+        _share_text(r), _percent(r["target_share"]), _percent(r["minimum_share"]), gap, _num(r["randomized_with_dimension"]),
+        Cell(r["flag"], css_class=f"rag-{r['flag']}"),
+    ]  # fmt: skip
+
+
+def _export_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def representativeness(r: Representativeness) -> SectionHtml:
+    """Per study with a plan: a chart per dimension (share per group, target and minimum marks),
+    the SMOs and sites furthest below plan and the trend of the groups with a minimum; per study
+    without one, one line. The latest week's rows are exported as CSV."""
+    if not r.published:
+        return SectionHtml(
+            '<p class="note">This publish has no representativeness mart '
+            "(enrollment_representativeness); it was published before the mart existed.</p>"
+        )
+    blocks, charts = [], []
+    for s in r.studies:
+        if s.plan_id is None:
+            blocks.append(
+                f'<p class="note no-plan" data-study="{escape(s.study_id)}">'
+                f"{escape(s.study_id)}: no diversity plan ({escape(s.no_plan_reason or '')})</p>"
+            )
+            continue
+        # a dimension the plan has no groups for is a note, not a chart of one remainder row
+        planned = list(dict.fromkeys(g["dimension"] for g in s.groups if g["plan_id"]))
+        unplanned = [
+            f"{escape(g['dimension'])}: {escape(g['no_data_reason'] or 'not in the plan')}"
+            for g in s.groups
+            if g["dimension"] not in planned
+        ]
+        figures = [
+            _dimension_chart(s.study_id, d, [g for g in s.groups if g["dimension"] == d])
+            for d in planned
+        ]
+        if s.trend:
+            figures.append(_trend_chart(s))
+        charts += [chart_id for chart_id, _ in figures]
+        blocks.append(
+            f'<article class="study-block" data-study="{escape(s.study_id)}">'
+            f"<h3>{escape(s.study_id)} · plan {escape(s.plan_id)} v{escape(str(s.plan_version))}"
+            "</h3>"
+            '<div class="charts">' + "".join(svg for _, svg in figures) + "</div>"
+            + (f'<p class="note">Not in the plan: {"; ".join(dict.fromkeys(unplanned))}.</p>'
+               if unplanned else "")
+            + "<h4>SMOs and sites furthest below plan</h4>"
+            + html_table(BELOW_PLAN_HEADER, [_below_plan_row(x) for x in s.below_plan],
+                         numeric={5, 6, 7, 8, 9}, table_class="below-plan", empty=NO_ROWS)
+            + "</article>"
+        )  # fmt: skip
+    export = CsvTable(
+        "representativeness", list(r.columns),
+        [[_export_cell(row[c]) for c in r.columns] for row in r.rows],
+    )  # fmt: skip
+    return SectionHtml(
+        '<p class="note">Randomized subjects per plan group (diversity plan, seeds/'
+        "diversity_plans.csv) against the plan's target (solid mark) and minimum (dashed), for "
+        "the latest as-of week. The share's denominator counts the randomized subjects whose "
+        "SMO delivered the dimension's column; 'NOT IN PLAN' holds values in no plan group "
+        "(including unknown and not reported). Cells under 5 subjects (and their complement) "
+        "are suppressed, never shown as 0; a dimension no SMO delivered is 'no data'. Study and "
+        "SMO flags: red below the minimum with at least 20 randomized (a bar is red or amber "
+        "when its flag is); sites: funnel within the study. 'Furthest below plan': SMO and site "
+        "rows of groups with a minimum that are flagged red or amber or below target, red and "
+        "amber first, then by gap (percentage points), at most "
+        f"{BELOW_PLAN_SHOWN} per study. The CSV holds every row of the week (study, SMO, site).</p>"
+        + ("".join(blocks) or NO_ROWS),
+        tuple(charts),
+        (export,),
+    )
 
 
 # -- funnel plots -------------------------------------------------------------------------------
