@@ -17,6 +17,11 @@ Rules come from the dbt project, so they are declared once, next to each column'
   `meta: {free_text_field: <column>}` (retroactive_changes' old/new values) is null wherever that
   column names a free-text field, and one declared `meta: {quotes_cells: true}`
   (delivery_log.rejection_reasons) quotes no free-text cell.
+- small cells (privacy): a column declared `meta: {small_cell_min: 5}` (a demographic cell)
+  holds NULL, 0 or at least 5 in every row, and a column declared `meta: {suppressed_by: c}`
+  is NULL wherever the boolean column c is true (the suppressed cell and its share, gap and
+  z-score). Run in SQL over every week (`check_small_cells`), like the finite rule: every
+  published week is readable.
 Freshness: each SMO's latest delivery is at most `max_days` older than the as-of date.
 
 Validation runs on pandas frames bounded to the latest as-of week. A result whose expectation
@@ -53,6 +58,10 @@ class MartRules:
     free_text_fields: dict[str, str] = field(default_factory=dict)
     #: Columns quoting cells as 'column (..., first at row r: value)' (`meta: {quotes_cells: true}`).
     quotes_cells: tuple[str, ...] = ()
+    #: Demographic cell columns -> the smallest count that may be published (`small_cell_min`).
+    small_cells: dict[str, int] = field(default_factory=dict)
+    #: Column -> the boolean column that, when true, says it must be NULL (`suppressed_by`).
+    suppressed_by: dict[str, str] = field(default_factory=dict)
 
     def published_source(self, relation: str) -> str:
         """What the publish copies from the warehouse relation: every column but the withheld."""
@@ -185,6 +194,14 @@ def mart_rules(manifest: dict, schema: str = "marts") -> dict[str, MartRules]:
                 n: m["free_text_field"] for n, m in sorted(meta.items()) if "free_text_field" in m
             },
             quotes_cells=tuple(sorted(n for n, m in meta.items() if m.get("quotes_cells"))),
+            small_cells={
+                n: int(m["small_cell_min"])
+                for n, m in sorted(meta.items())
+                if "small_cell_min" in m
+            },
+            suppressed_by={
+                n: m["suppressed_by"] for n, m in sorted(meta.items()) if "suppressed_by" in m
+            },
         )
     return rules
 
@@ -287,6 +304,49 @@ def finite_findings(rows: list[tuple[str, str, str]], columns: list[str]) -> lis
     ]
 
 
+#: The findings of the small-cell rule (a published count in 1..min-1; a suppressed row's value).
+SMALL_CELLS = "expect_no_small_cells"
+SUPPRESSED_NULL = "expect_suppressed_values_null"
+
+
+def check_small_cells(con: Any, relation: str, rules: MartRules) -> list[Finding]:
+    """The small-cell rule on every row of `relation` (all weeks): one finding per declared
+    column, failing with the offending rows' keys (`as_of_date=.., level=..: 4`)."""
+    checks = [
+        (SMALL_CELLS, column, f'"{column}" > 0 and "{column}" < {low}')
+        for column, low in sorted(rules.small_cells.items())
+    ] + [
+        (SUPPRESSED_NULL, column, f'"{flag}" and "{column}" is not null')
+        for column, flag in sorted(rules.suppressed_by.items())
+    ]
+    if not checks:
+        return []
+    named = ", ".join(f"'{k}=' || coalesce(\"{k}\"::varchar, 'null')" for k in rules.keys)
+    key_text = f"concat_ws(', ', {named})" if rules.keys else "null::varchar"
+    findings = []
+    for expectation, column, bad in checks:
+        rows = con.execute(
+            f"select {key_text} || ': ' || coalesce(\"{column}\"::varchar, 'null') "
+            f"from {relation} where {bad} order by 1"
+        ).fetchall()
+        rule = (
+            f"NULL, 0 or >= {rules.small_cells[column]}"
+            if expectation == SMALL_CELLS
+            else f"NULL where {rules.suppressed_by[column]}"
+        )
+        findings.append(
+            Finding(
+                expectation=expectation,
+                column=column,
+                success=not rows,
+                observed=f"{len(rows)} row(s) break {rule}" if rows else f"every row {rule}",
+                unexpected_count=len(rows),
+                examples=[r[0] for r in rows[:EXAMPLES]],
+            )
+        )
+    return findings
+
+
 @cache
 def _context():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -355,7 +415,8 @@ def validate_mart(
     non_finite: list[Finding] | None = None,
 ) -> Outcome:
     """Validate one mart's latest week; `previous_entities` from the last publish, if any;
-    `non_finite`: the finite rule's findings over the whole mart (`finite_findings`)."""
+    `non_finite`: the findings of the SQL rules over the whole mart (`finite_findings`,
+    `check_small_cells`)."""
     import great_expectations.expectations as gxe
 
     frame = latest_week(frame).reset_index(drop=True)

@@ -4,6 +4,7 @@ published marts say about it, computed again here from the .xpt files themselves
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import os
@@ -21,6 +22,7 @@ from orchestration.demo import refresh_job
 pytestmark = pytest.mark.integration
 
 EXAMPLE = PROJECT_ROOT / "docs" / "examples" / "cdiscpilot01.yaml"
+PLANS = PROJECT_ROOT / "dbt_project" / "seeds" / "diversity_plans.csv"
 PILOT = "SMO-PILOT"
 #: Published marts whose synthetic-SMO rows must not change because the pilot is there. What
 #: does change, rightly, are the rows that include the pilot: site_flags' portfolio comparison
@@ -111,3 +113,85 @@ def test_the_pilot_refreshes_beside_the_synthetic_smos(
         with_pilot = _published(project_env, table, where)
         assert len(with_pilot) == len(without) > 0, table
         pd.testing.assert_frame_equal(with_pilot, without, check_dtype=False, obj=table)
+    _assert_representativeness(project_env / "warehouse.duckdb", published)
+
+
+def _expected_groups(plan: list[dict], sex, age, race, ethnic) -> dict[str, str]:
+    """dimension -> plan group of one subject, from the plan seed (independent of the dbt model)."""
+    value = {"sex": sex, "race": race, "ethnicity": ethnic}
+    groups = {}
+    for dimension in ("sex", "age_group", "race", "ethnicity"):
+        rows = [r for r in plan if r["dimension"] == dimension]
+        if dimension == "age_group":
+            hit = [
+                r["group_code"]
+                for r in rows
+                if age is not None
+                and int(r["age_min"]) <= age
+                and (not r["age_max"] or age <= int(r["age_max"]))
+            ]
+        else:
+            hit = [r["group_code"] for r in rows if r["group_code"] == value[dimension]]
+        groups[dimension] = hit[0] if hit else "NOT IN PLAN"
+    return groups
+
+
+def _assert_representativeness(warehouse: Path, published: Path) -> None:
+    """Issue 21 on the pilot: DM's SEX, AGE, RACE and ETHNIC (CDISC terms) give study-level
+    shares equal to a computation over raw.subjects' randomized subjects and the plan seed; the
+    flags follow the plan's minimums; every row names the plan and its version; no published
+    table carries subject-level demographics."""
+    with open(PLANS, newline="", encoding="utf-8") as handle:
+        plan = [r for r in csv.DictReader(handle) if r["study_id"] == "CDISCPILOT01"]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        subjects = con.execute(
+            "select sex, age, race, ethnic from raw.subjects "
+            "where smo_id = ? and randomized_date is not null",
+            [PILOT],
+        ).fetchall()
+    counts: dict[tuple[str, str], int] = {}
+    for subject in subjects:
+        for dimension, group in _expected_groups(plan, *subject).items():
+            counts[dimension, group] = counts.get((dimension, group), 0) + 1
+    total = len(subjects)
+    assert total > 200 and {sex for sex, *_ in subjects} == {"F", "M"}
+    with duckdb.connect(str(published), read_only=True) as con:
+        rows = con.execute(
+            "select dimension, group_code, randomized_with_dimension, randomized_in_group, share, "
+            "suppressed, flag, minimum_share, plan_id, plan_version from enrollment_representativeness "
+            "where study_id = 'CDISCPILOT01' and level = 'study' "
+            "and as_of_date = (select max(as_of_date) from enrollment_representativeness)"
+        ).fetchall()
+        unplanned = con.execute(
+            "select count(*) from enrollment_representativeness where study_id = 'CDISCPILOT01' "
+            "and (plan_id is distinct from ? or plan_version is distinct from ?)",
+            [plan[0]["plan_id"], plan[0]["plan_version"]],
+        ).fetchone()[0]
+        demographic_columns = con.execute(
+            "select table_name, column_name from information_schema.columns where column_name "
+            "in ('subject_id', 'sex', 'age', 'age_group', 'race', 'ethnic')"
+        ).fetchall()
+    expected_groups = {(r["dimension"], r["group_code"]) for r in plan} | {
+        (d, "NOT IN PLAN") for d in ("sex", "age_group", "race", "ethnicity")
+    }
+    assert {(d, g) for d, g, *_ in rows} == expected_groups
+    published_shares = 0
+    for dimension, group, denominator, cell, share, suppressed, flag, minimum, *_ in rows:
+        n = counts.get((dimension, group), 0)
+        assert denominator == total, (dimension, group)
+        if suppressed:
+            assert cell is None and share is None
+        else:
+            assert cell == n and share == pytest.approx(n / total), (dimension, group)
+            published_shares += 1
+        red = minimum is not None and n / total < minimum  # total >= 20
+        expected_flag = "not_evaluated" if minimum is None else ("red" if red else "green")
+        assert flag == expected_flag, (dimension, group)
+    # the pilot's one American Indian subject is a cell under 5: suppressed with its complement
+    for dimension in ("sex", "age_group", "race", "ethnicity"):
+        small = sum(1 for (d, _), n in counts.items() if d == dimension and 0 < n < 5)
+        hidden = sum(1 for r in rows if r[0] == dimension and r[5])
+        assert hidden == small + (small == 1), dimension
+    assert any(r[5] for r in rows if r[0] == "race")
+    assert published_shares >= 10 and unplanned == 0
+    assert demographic_columns == [], "subject-level demographics are never published"

@@ -19,6 +19,7 @@ from core.tables import markdown_table
 from expectations.publish_gate import (
     Outcome,
     check_finite,
+    check_small_cells,
     entities,
     mart_rules,
     validate_freshness,
@@ -69,7 +70,7 @@ def _gate_check(mart: str) -> dg.AssetChecksDefinition:
         pool=WAREHOUSE_WRITER_POOL,
         description=f"great-expectations on {mart}'s latest week: keys unique and not null, "
         "values within their possible ranges, nothing published before has disappeared; and "
-        "no NaN or infinity in any week.",
+        "no NaN or infinity and no demographic cell under 5 in any week.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
         crash_point("publish_gate")
@@ -78,6 +79,7 @@ def _gate_check(mart: str) -> dg.AssetChecksDefinition:
         with warehouse.connect() as con:
             frame = con.execute(f"select * from marts.{mart}").df()
             finite = check_finite(con, f"marts.{mart}", rules.keys)
+            finite += check_small_cells(con, f"marts.{mart}", rules)
             outcome = validate_mart(frame, rules, previous_entities, finite)
             record_gate_results(con, outcome.gate_rows(context.run.run_id))
         return _check_result(outcome, MART_KEYS[mart], "publish_gate")

@@ -25,7 +25,10 @@ select
     null::double as min_denominator,
     null::double as weight,
     version,
-    'kpi_weekly_history, smo_scorecard (kpi_id)' as published_in
+    case
+        when kpi_id like 'randomized_group_%' then 'enrollment_representativeness (share, gap_pp)'
+        else 'kpi_weekly_history, smo_scorecard (kpi_id)'
+    end as published_in
 from kpis
 
 union all
@@ -50,6 +53,7 @@ select
     k.weight,
     k.version,
     case
+        when k.kpi_id = 'randomized_group_share' then 'enrollment_representativeness (kri_id, flag)'
         when k.level = 'site' then 'site_flags, site_risk_scores, flag_status (kri_id)'
         else 'smo_scorecard (kpi_id, rag)'
     end as published_in
