@@ -6,6 +6,7 @@ Dagster job; every test reads the resulting warehouse.
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -20,6 +21,8 @@ from synthetic.portfolio import PLANTED_ROLE_KRI
 from tests.test_non_finite import non_finite_cells
 
 pytestmark = pytest.mark.integration
+
+DIVERSITY_PLANS = Path(__file__).parents[1] / "dbt_project" / "seeds" / "diversity_plans.csv"
 
 #: The KRI a planted site behaviour must turn red (declared once, beside the planted roles).
 EXPECTED_RED_KRI = PLANTED_ROLE_KRI
@@ -360,3 +363,134 @@ def test_the_report_asks_for_the_planted_unattended_flag_and_overdue_action(demo
                for text in unattended), unattended  # fmt: skip
     overdue = [text for kind, text in items if kind == "overdue-action"]
     assert [t.split()[2] for t in overdue] == [planted["overdue_action_id"]]
+
+
+def _latest_representativeness(con, where: str, params: list) -> list[tuple]:
+    return con.execute(
+        "select * from marts.enrollment_representativeness where as_of_date = "
+        f"(select max(as_of_date) from marts.enrollment_representativeness) and {where}",
+        params,
+    ).fetchall()
+
+
+def test_representativeness_flags_exactly_the_planted_smo_on_its_dimension(demo):
+    """The one SMO planted enrolling too few women (synthetic/demographics.py) is the only unit
+    below a plan minimum this week, with the generator's own counts, its plan id and version,
+    and the KRI version; every other evaluated SMO is green."""
+    con, truth = demo
+    (planted,) = truth["planted_representativeness"]
+    red = con.execute(
+        "select level, study_id, smo_id, dimension, group_code, randomized_in_group, "
+        "randomized_with_dimension, plan_id, plan_version, kri_id, kri_version "
+        "from marts.enrollment_representativeness where flag = 'red' and level in ('study', 'smo') "
+        "and as_of_date = (select max(as_of_date) from marts.enrollment_representativeness)"
+    ).fetchall()
+    plan = {
+        (r["study_id"], r["dimension"], r["group_code"]): r
+        for r in csv.DictReader(DIVERSITY_PLANS.open(encoding="utf-8"))
+    }[(planted["study_id"], planted["dimension"], planted["group_code"])]
+    (kri_version,) = _rows(
+        con, "select version from reference.kri_definitions where kri_id = 'group_share_below_minimum' "
+        "and level = 'smo'"
+    )[0]  # fmt: skip
+    assert red == [
+        (
+            "smo",
+            planted["study_id"],
+            planted["smo_id"],
+            planted["dimension"],
+            planted["group_code"],
+            planted["randomized_in_group"],
+            planted["randomized"],
+            plan["plan_id"],
+            plan["plan_version"],
+            "group_share_below_minimum",
+            kri_version,
+        )
+    ]
+    evaluated = _rows(
+        con,
+        "select count(*), count(*) filter (where plan_id is null or plan_version is null "
+        "or kri_version is null) from marts.enrollment_representativeness "
+        "where flag in ('red', 'amber', 'green')",
+    )[0]
+    assert evaluated[0] > 0 and evaluated[1] == 0
+
+
+def _plan_band(study_id: str, age: int) -> str | None:
+    for row in csv.DictReader(DIVERSITY_PLANS.open(encoding="utf-8")):
+        if row["study_id"] == study_id and row["dimension"] == "age_group":
+            high = int(row["age_max"]) if row["age_max"] else 10**6
+            if int(row["age_min"]) <= age <= high:
+                return row["group_code"]
+    return None
+
+
+def _band_bounds(band: str) -> tuple[int, int]:
+    low, _, high = band.rstrip("+").partition("-")
+    return int(low), int(high) if high else 10**6
+
+
+def test_representativeness_shares_equal_a_count_of_the_raw_subjects(demo):
+    """Per SMO within each study, the published sex and age-group cells equal a count of the
+    accepted raw subject rows randomized by the as-of date (age bands from the plan seed, a
+    delivered band inside one plan band); an SMO that delivered no race column has no data,
+    never 0."""
+    con, _ = demo
+    (as_of,) = _rows(con, "select max(as_of_date) from marts.enrollment_representativeness")[0]
+    raw = con.execute(
+        "select s.smo_id, s.study_id, s.sex, s.age, s.age_group from raw.subjects as s "
+        "join ops.deliveries as d on d.delivery_id = s._delivery_id and d.status = 'ACCEPTED' "
+        "where s.randomized_date <= ?",
+        [as_of],
+    ).fetchall()
+    expected: dict[tuple, int] = {}
+    totals: dict[tuple, int] = {}
+    for smo, study, sex, age, age_group in raw:
+        if age is not None:
+            band = _plan_band(study, age)
+        elif age_group is not None:
+            low, high = _band_bounds(age_group)
+            inside = {_plan_band(study, low), _plan_band(study, high if high < 10**6 else low)}
+            band = inside.pop() if len(inside) == 1 else None
+        else:
+            band = None
+        for dimension, group in (("sex", sex), ("age_group", band)):
+            totals[(smo, study, dimension)] = totals.get((smo, study, dimension), 0) + 1
+            key = (smo, study, dimension, group or "NOT IN PLAN")
+            expected[key] = expected.get(key, 0) + 1
+    published = con.execute(
+        "select smo_id, study_id, dimension, group_code, randomized_in_group, "
+        "randomized_with_dimension, suppressed from marts.enrollment_representativeness "
+        "where level = 'smo' and dimension in ('sex', 'age_group') and as_of_date = ?",
+        [as_of],
+    ).fetchall()
+    assert published
+    for smo, study, dimension, group, cell, denominator, suppressed in published:
+        assert denominator == totals[(smo, study, dimension)], (smo, study, dimension)
+        if not suppressed:
+            assert cell == expected.get((smo, study, dimension, group), 0), (smo, study, group)
+        else:
+            assert cell is None
+    # NORDIC files carry no race column: no data with the reason, never a 0 share
+    nordic = _latest_representativeness(con, "smo_id = ? and dimension = 'race'", ["SMO-NORDIC"])
+    assert nordic
+    for row in con.execute(
+        "select share, randomized_in_group, flag, no_data_reason "
+        "from marts.enrollment_representativeness where smo_id = 'SMO-NORDIC' "
+        "and dimension = 'race' and as_of_date = ?",
+        [as_of],
+    ).fetchall():
+        assert row == (None, None, "no_data", "no race column delivered")
+
+
+def test_the_report_names_the_smo_below_its_diversity_plan(demo, demo_root):
+    from publishing.report import REPORT_NAME
+
+    _, truth = demo
+    (planted,) = truth["planted_representativeness"]
+    html = (demo_root / "publish" / REPORT_NAME).read_text(encoding="utf-8")
+    items = re.findall(r'<li data-attention="([a-z-]+)">(.*?)</li>', html)
+    below = [text for kind, text in items if kind == "representativeness"]
+    assert len(below) == 1, items
+    assert f"{planted['study_id']}, {planted['smo_id']}: sex F" in below[0]
