@@ -234,6 +234,10 @@ def _known(band: Band) -> Band:
     )
 
 
+#: Vertical room (px) a reference line's text label needs before another may be drawn.
+LABEL_GAP = 11.0
+
+
 def line_chart(
     chart_id: str,
     title: str,
@@ -275,13 +279,22 @@ def line_chart(
             f'points="{" ".join(upper + lower[::-1])}"><title>{escape(band.name)}</title>'
             "</polygon>"
         )
+    labelled: list[float] = []
     for y, label, colour in hlines:
         py = canvas.y(float(y))
+        # Every line names itself on hover; its text label is left out where it would overprint
+        # one already drawn (close minimums of several groups).
+        text = ""
+        if all(abs(py - other) >= LABEL_GAP for other in labelled):
+            labelled.append(py)
+            text = (
+                f'<text class="reference-label" x="{WIDTH - MARGIN["right"] - 4}" '
+                f'y="{py - 4:.1f}" text-anchor="end" fill="{colour}">{escape(label)}</text>'
+            )
         canvas.add(
             f'<line class="reference mark" x1="{MARGIN["left"]}" x2="{WIDTH - MARGIN["right"]}" '
-            f'y1="{py:.1f}" y2="{py:.1f}" stroke="{colour}" stroke-dasharray="2 3"/>'
-            f'<text class="reference-label" x="{WIDTH - MARGIN["right"] - 4}" y="{py - 4:.1f}" '
-            f'text-anchor="end" fill="{colour}">{escape(label)}</text>'
+            f'y1="{py:.1f}" y2="{py:.1f}" stroke="{colour}" stroke-dasharray="2 3">'
+            f"<title>{escape(label)}</title></line>{text}"
         )
     for s in series:
         if not s.points:

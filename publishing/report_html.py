@@ -915,7 +915,8 @@ def _trend_chart(s: StudyRepresentativeness) -> tuple[str, str]:
         hlines=hlines,
         markers=True,
         height=240,
-        note="Dotted lines: each group's minimum share; weeks suppressed (<5) are not drawn.",
+        note="Dotted lines: each group's minimum share in the group's colour (hover a line for its "
+        "group); weeks suppressed (<5) are not drawn.",
     )
 
 
