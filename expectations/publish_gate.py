@@ -25,8 +25,9 @@ Rules come from the dbt project, so they are declared once, next to each column'
 Freshness: each SMO's latest delivery is at most `max_days` older than the as-of date.
 
 Validation runs on pandas frames bounded to the latest as-of week. A result whose expectation
-raised (a missing column, a type GX cannot compare) is a *validator error*, reported apart from
-data failures: both block the publish, but they call for different people.
+raised (a missing column, a type GX cannot compare), or a check whose evaluation raised outside
+GX (`validator_broke`: e.g. an unreadable mart), is a *validator error*, reported apart from data
+failures: both block the publish, but they call for different people.
 """
 
 from __future__ import annotations
@@ -524,6 +525,22 @@ def _only_what_bi_users_may_see(frame: pd.DataFrame, rules: MartRules) -> list[F
         )
     )
     return findings
+
+
+#: The finding of a check whose evaluation raised outside great-expectations (e.g. the mart
+#: could not be read): a validator error for that check's target only.
+EVALUATION = "validation_ran"
+
+
+def validator_broke(target: str, error: BaseException) -> Outcome:
+    """The outcome of a check whose evaluation raised: failed as a validator error naming the
+    exception (one line), so the other checks of the gate step are still evaluated."""
+    message = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+    return Outcome(
+        target=target,
+        rows=0,
+        findings=[Finding(expectation=EVALUATION, column=None, success=False, error=message)],
+    )
 
 
 def validate_freshness(deliveries_used: pd.DataFrame, max_days: int) -> Outcome:

@@ -42,13 +42,13 @@ def _gate_and_publish() -> dg.JobDefinition:
     overwrite what a test planted)."""
     defs = dg.Definitions(
         assets=[publish_defs.bi_oversight],
-        asset_checks=publish_defs.publish_gate_checks,
+        asset_checks=[publish_defs.publish_gate],
         resources={"warehouse": DuckDBWarehouse()},
         jobs=[
             dg.define_asset_job(
                 "gate_and_publish",
                 selection=dg.AssetSelection.keys(publish_defs.PUBLISHED_KEY)
-                | dg.AssetSelection.checks(*publish_defs.publish_gate_checks),
+                | dg.AssetSelection.checks(publish_defs.publish_gate),
             )
         ],
     )

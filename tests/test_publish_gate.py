@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -282,3 +285,129 @@ def test_retroactive_changes_of_a_free_text_field_are_published_without_values()
     outcome = validate_mart(changes, CHANGE_RULES)
     assert _failed(outcome) == {("expect_free_text_values_withheld", "new_value")}
     assert outcome.failures[0].examples == ["row 1: field=screen_fail_reason"]
+
+
+# -- the gate as one Dagster step, through the real job -----------------------------------------
+
+
+def _gate_job(selection: dg.AssetSelection) -> dg.JobDefinition:
+    """The gate step and the BI publish, without rebuilding the marts (dbt would overwrite
+    what a test broke)."""
+    from orchestration.defs import publish as publish_defs
+    from orchestration.lib.warehouse import DuckDBWarehouse
+
+    defs = dg.Definitions(
+        assets=[publish_defs.bi_oversight],
+        asset_checks=[publish_defs.publish_gate],
+        resources={"warehouse": DuckDBWarehouse()},
+        jobs=[dg.define_asset_job("gate", selection=selection)],
+    )
+    return defs.resolve_job_def("gate")
+
+
+@pytest.mark.integration
+def test_a_refresh_runs_the_publish_gate_as_one_step_with_a_result_per_mart(
+    refreshed_portfolio: Path, tmp_path: Path
+):
+    from dagster._core.instance.ref import InstanceRef
+
+    from orchestration.defs.publish import MART_KEYS
+
+    shutil.copytree(refreshed_portfolio / "dagster_home", tmp_path / "home")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
+        (run,) = instance.get_runs()
+        events = [r.dagster_event for r in instance.all_logs(run.run_id) if r.dagster_event]
+    started = [e.step_key for e in events if e.event_type == dg.DagsterEventType.STEP_START]
+    assert [s for s in started if "gate" in s or s.startswith("marts__")] == ["publish_gate"]
+    assert len(started) < 10, started
+    evaluations = [
+        (e.step_key, e.asset_check_evaluation_data)
+        for e in events
+        if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+    gate_names = {"publish_gate", "smo_freshness", "stale_feeds", "unattended_signals"}
+    assert {step for step, c in evaluations if c.check_name in gate_names} == {"publish_gate"}
+    checks = {(c.asset_key, c.check_name): c for _, c in evaluations}
+    assert len(MART_KEYS) > 20
+    for key in MART_KEYS.values():
+        gate = checks[(key, "publish_gate")]
+        assert gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR, key
+        assert gate.metadata["outcome"].value == "passed" and gate.metadata["expectations"].value
+    assert checks[(MART_KEYS["deliveries_used"], "smo_freshness")].passed
+    assert checks[(MART_KEYS["feed_freshness"], "stale_feeds")].severity.value == "WARN"
+    assert (MART_KEYS["unattended_signals"], "unattended_signals") in checks
+    with duckdb.connect(str(refreshed_portfolio / "warehouse.duckdb"), read_only=True) as con:
+        targets = {
+            t
+            for (t,) in con.execute(
+                "select distinct target from ops.gate_results where run_id = ? and gate = 'publish'",
+                [run.run_id],
+            ).fetchall()
+        }
+    assert targets == {key.to_user_string() for key in MART_KEYS.values()}
+
+
+@pytest.mark.integration
+def test_a_mart_the_gate_cannot_read_fails_its_own_check_and_every_other_is_reported(
+    refreshed_env: Path, dagster_instance
+):
+    from orchestration.defs import publish as publish_defs
+
+    published = refreshed_env / "publish" / "oversight.duckdb"
+    before = published.read_bytes()
+    with duckdb.connect(str(refreshed_env / "warehouse.duckdb")) as con:
+        con.execute("drop table marts.site_staffing")
+    job = _gate_job(
+        dg.AssetSelection.keys(publish_defs.PUBLISHED_KEY)
+        | dg.AssetSelection.checks(publish_defs.publish_gate)
+    )
+    result = job.execute_in_process(instance=dagster_instance, raise_on_error=False)
+
+    assert not result.success
+    evaluations = result.get_asset_check_evaluations()
+    gates = {e.asset_key.path[-1]: e for e in evaluations if e.check_name == "publish_gate"}
+    assert set(gates) == set(publish_defs.MART_KEYS)
+    assert {mart for mart, e in gates.items() if not e.passed} == {"site_staffing"}
+    broken = gates["site_staffing"]
+    assert broken.metadata["outcome"].value == "validator_error"
+    assert "validator error: CatalogException" in broken.description
+    assert "site_staffing" in broken.description and "Traceback" not in broken.description
+    assert {e.check_name for e in evaluations} == {
+        "publish_gate",
+        "smo_freshness",
+        "stale_feeds",
+        "unattended_signals",
+    }
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert [e.step_key for e in failures] == ["publish_gate"]
+    assert "marts/site_staffing: publish_gate" in failures[0].step_failure_data.error.message
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert publish_defs.PUBLISHED_KEY not in materialized
+    assert published.read_bytes() == before
+    with duckdb.connect(str(refreshed_env / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select check_name, success, json_extract_string(details, '$.validator_error') "
+            "from ops.gate_results where run_id = ? and target = 'marts/site_staffing'",
+            [result.run_id],
+        ).fetchall()
+    assert [(name, success) for name, success, _ in rows] == [("validation_ran", False)]
+    assert rows[0][2].startswith("CatalogException: ")
+
+
+@pytest.mark.integration
+def test_a_run_of_some_marts_evaluates_only_their_checks(refreshed_env: Path, dagster_instance):
+    from orchestration.defs.publish import MART_KEYS, publish_gate
+
+    wanted = [
+        dg.AssetCheckKey(MART_KEYS["site_payments"], "publish_gate"),
+        dg.AssetCheckKey(MART_KEYS["feed_freshness"], "stale_feeds"),
+    ]
+    assert set(wanted) < set(publish_gate.check_keys)
+    result = _gate_job(dg.AssetSelection.checks(*wanted)).execute_in_process(
+        instance=dagster_instance
+    )
+    evaluations = result.get_asset_check_evaluations()
+    assert sorted((e.asset_key, e.check_name) for e in evaluations) == sorted(
+        (k.asset_key, k.name) for k in wanted
+    )
+    assert all(e.passed for e in evaluations)

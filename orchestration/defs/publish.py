@@ -1,13 +1,20 @@
 """Publish gate (great-expectations on every mart) and the BI publish it guards.
 
-Each mart gets a blocking `publish_gate` check; deliveries_used also gets `smo_freshness`. The
-publish asset depends on every mart, so Dagster runs it only when every blocking check upstream
-of it passed: delivery contracts, dbt tests (warehouse gate) and these. Every check's outcome is
-stored in ops.gate_results.
+Each mart gets a blocking `publish_gate` check; deliveries_used also gets `smo_freshness`
+(blocking), feed_freshness `stale_feeds` and unattended_signals `unattended_signals` (warnings).
+All of them are one Dagster step, the multi-asset check `publish_gate`: one step start, one
+warehouse connection, one great-expectations context, instead of a step per check (a refresh
+ran 29 of them). It can subset: a run that materializes some marts evaluates only their checks.
+A check whose evaluation raises fails as a validator error for its own mart; the others are
+still evaluated. The publish asset depends on every mart, so Dagster runs it only when every
+blocking check upstream of it passed: delivery contracts, dbt tests (warehouse gate) and these.
+Every blocking check's outcome is stored in ops.gate_results.
 """
 
 import datetime as dt
+import functools
 import json
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -24,6 +31,7 @@ from expectations.publish_gate import (
     mart_rules,
     validate_freshness,
     validate_mart,
+    validator_broke,
 )
 from ingest.registry import store as registry_store
 from orchestration.lib.dbt import load_manifest
@@ -60,69 +68,36 @@ def _check_result(outcome: Outcome, mart_key: dg.AssetKey, name: str) -> dg.Asse
     )
 
 
-def _gate_check(mart: str) -> dg.AssetChecksDefinition:
+def _mart_outcome(con, mart: str) -> Outcome:
+    """great-expectations on the mart's latest week, the SQL rules on every week, and the entities
+    of the last publish."""
     rules = RULES[mart]
-
-    @dg.asset_check(
-        asset=MART_KEYS[mart],
-        name="publish_gate",
-        blocking=True,
-        pool=WAREHOUSE_WRITER_POOL,
-        description=f"great-expectations on {mart}'s latest week: keys unique and not null, "
-        "values within their possible ranges, nothing published before has disappeared; and "
-        "no NaN or infinity and no demographic cell under 5 in any week.",
-    )
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
-        crash_point("publish_gate")
-        previous = read_published(load_settings().publish_dir, mart)
-        previous_entities = entities(previous, rules.entity) if previous is not None else None
-        with warehouse.connect() as con:
-            frame = con.execute(f"select * from marts.{mart}").df()
-            finite = check_finite(con, f"marts.{mart}", rules.keys)
-            finite += check_small_cells(con, f"marts.{mart}", rules)
-            outcome = validate_mart(frame, rules, previous_entities, finite)
-            record_gate_results(con, outcome.gate_rows(context.run.run_id))
-        return _check_result(outcome, MART_KEYS[mart], "publish_gate")
-
-    return _check
+    previous = read_published(load_settings().publish_dir, mart)
+    previous_entities = entities(previous, rules.entity) if previous is not None else None
+    frame = con.execute(f"select * from marts.{mart}").df()
+    finite = check_finite(con, f"marts.{mart}", rules.keys)
+    finite += check_small_cells(con, f"marts.{mart}", rules)
+    return validate_mart(frame, rules, previous_entities, finite)
 
 
-@dg.asset_check(
-    asset=MART_KEYS["deliveries_used"],
-    name="smo_freshness",
-    blocking=True,
-    pool=WAREHOUSE_WRITER_POOL,
-    description="Every SMO's newest delivery is at most SMO_FRESHNESS_MAX_DAYS days older than "
-    "the as-of date.",
-)
-def smo_freshness(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
-    with warehouse.connect() as con:
-        frame = con.execute("select * from marts.deliveries_used").df()
-        outcome = validate_freshness(frame, load_settings().freshness_max_days)
-        record_gate_results(con, outcome.gate_rows(context.run.run_id))
-    return _check_result(outcome, MART_KEYS["deliveries_used"], "smo_freshness")
+def _freshness_outcome(con) -> Outcome:
+    frame = con.execute("select * from marts.deliveries_used").df()
+    return validate_freshness(frame, load_settings().freshness_max_days)
 
 
-@dg.asset_check(
-    asset=MART_KEYS["feed_freshness"],
-    name="stale_feeds",
-    blocking=False,
-    pool=WAREHOUSE_WRITER_POOL,
-    description="Warns when an SMO feed's newest accepted delivery is older than "
-    "SMO_STALE_FEED_AFTER_DAYS (default 8) on the as-of date: a missed or rejected weekly file.",
-)
-def stale_feeds(warehouse: DuckDBWarehouse):
-    with warehouse.connect() as con:
-        stale = con.execute(
-            """
-            select smo_id, feed, last_accepted_delivery_date, age_days, stale_after_days,
-                   rejected_since_last_accepted
-            from marts.feed_freshness
-            where as_of_date = (select max(as_of_date) from marts.feed_freshness) and is_stale
-            order by smo_id, feed
-            """
-        ).fetchall()
+def _stale_feeds(con) -> dg.AssetCheckResult:
+    stale = con.execute(
+        """
+        select smo_id, feed, last_accepted_delivery_date, age_days, stale_after_days,
+               rejected_since_last_accepted
+        from marts.feed_freshness
+        where as_of_date = (select max(as_of_date) from marts.feed_freshness) and is_stale
+        order by smo_id, feed
+        """
+    ).fetchall()
     return dg.AssetCheckResult(
+        asset_key=MART_KEYS["feed_freshness"],
+        check_name="stale_feeds",
         passed=not stale,
         severity=dg.AssetCheckSeverity.WARN,
         description=(
@@ -149,29 +124,22 @@ def stale_feeds(warehouse: DuckDBWarehouse):
     )
 
 
-@dg.asset_check(
-    asset=MART_KEYS["unattended_signals"],
-    name="unattended_signals",
-    blocking=False,
-    pool=WAREHOUSE_WRITER_POOL,
-    description="Warns when a red site flag or QTL exceedance had no oversight action opened within "
-    "SMO_ACTION_DUE_DAYS (default 14) of its start (spec 4: escalation is measured).",
-)
-def unattended_signals(warehouse: DuckDBWarehouse):
-    with warehouse.connect() as con:
-        rows = con.execute(
-            """
-            select study_id, coalesce(site_id || ' (' || smo_id || ')', 'study-level'),
-                   coalesce(kri_id, 'QTL ' || qtl_id), started_week, action_due_by,
-                   weeks_since_start, actions_list_in_effect
-            from marts.unattended_signals
-            where as_of_date = (select max(as_of_date) from marts.unattended_signals)
-              and is_open and state = 'unattended'
-            order by all
-            """
-        ).fetchall()
+def _unattended_signals(con) -> dg.AssetCheckResult:
+    rows = con.execute(
+        """
+        select study_id, coalesce(site_id || ' (' || smo_id || ')', 'study-level'),
+               coalesce(kri_id, 'QTL ' || qtl_id), started_week, action_due_by,
+               weeks_since_start, actions_list_in_effect
+        from marts.unattended_signals
+        where as_of_date = (select max(as_of_date) from marts.unattended_signals)
+          and is_open and state = 'unattended'
+        order by all
+        """
+    ).fetchall()
     no_list = " (no oversight actions list delivered yet)" if rows and not rows[0][6] else ""
     return dg.AssetCheckResult(
+        asset_key=MART_KEYS["unattended_signals"],
+        check_name="unattended_signals",
         passed=not rows,
         severity=dg.AssetCheckSeverity.WARN,
         description=(
@@ -197,7 +165,103 @@ def unattended_signals(warehouse: DuckDBWarehouse):
     )
 
 
-publish_gate_checks = [_gate_check(mart) for mart in MART_KEYS]
+def _gate_spec(mart: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "publish_gate",
+        asset=MART_KEYS[mart],
+        blocking=True,
+        description=f"great-expectations on {mart}'s latest week: keys unique and not null, "
+        "values within their possible ranges, nothing published before has disappeared; and "
+        "no NaN or infinity and no demographic cell under 5 in any week.",
+    )
+
+
+#: Every check of the gate step: blocking ones (ERROR) produce an Outcome that is stored in
+#: ops.gate_results; warnings (WARN) produce their result directly.
+GATE_CHECKS: dict[dg.AssetCheckKey, tuple[dg.AssetCheckSpec, Callable]] = {
+    **{
+        dg.AssetCheckKey(MART_KEYS[mart], "publish_gate"): (
+            _gate_spec(mart),
+            functools.partial(_mart_outcome, mart=mart),
+        )
+        for mart in MART_KEYS
+    },
+    dg.AssetCheckKey(MART_KEYS["deliveries_used"], "smo_freshness"): (
+        dg.AssetCheckSpec(
+            "smo_freshness",
+            asset=MART_KEYS["deliveries_used"],
+            blocking=True,
+            description="Every SMO's newest delivery is at most SMO_FRESHNESS_MAX_DAYS days "
+            "older than the as-of date.",
+        ),
+        _freshness_outcome,
+    ),
+    dg.AssetCheckKey(MART_KEYS["feed_freshness"], "stale_feeds"): (
+        dg.AssetCheckSpec(
+            "stale_feeds",
+            asset=MART_KEYS["feed_freshness"],
+            blocking=False,
+            description="Warns when an SMO feed's newest accepted delivery is older than "
+            "SMO_STALE_FEED_AFTER_DAYS (default 8) on the as-of date: a missed or rejected "
+            "weekly file.",
+        ),
+        _stale_feeds,
+    ),
+    dg.AssetCheckKey(MART_KEYS["unattended_signals"], "unattended_signals"): (
+        dg.AssetCheckSpec(
+            "unattended_signals",
+            asset=MART_KEYS["unattended_signals"],
+            blocking=False,
+            description="Warns when a red site flag or QTL exceedance had no oversight action "
+            "opened within SMO_ACTION_DUE_DAYS (default 14) of its start (spec 4: escalation is "
+            "measured).",
+        ),
+        _unattended_signals,
+    ),
+}
+
+
+def _evaluate(con, run_id: str, key: dg.AssetCheckKey) -> dg.AssetCheckResult:
+    """One check's result. Its evaluation raising (an unreadable mart, a bug in a rule) fails
+    that check as a validator error, never the step: the other checks are still reported."""
+    spec, evaluate = GATE_CHECKS[key]
+    target = key.asset_key.to_user_string()
+    if not spec.blocking:
+        try:
+            return evaluate(con)
+        except Exception as exc:  # noqa: BLE001 - this check's result says it broke
+            outcome = validator_broke(target, exc)
+            return dg.AssetCheckResult(
+                asset_key=key.asset_key,
+                check_name=key.name,
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=outcome.summary(),
+                metadata={"outcome": "validator_error"},
+            )
+    try:
+        outcome = evaluate(con)
+    except Exception as exc:  # noqa: BLE001 - this check's result says it broke
+        outcome = validator_broke(target, exc)
+    record_gate_results(con, outcome.gate_rows(run_id))
+    return _check_result(outcome, key.asset_key, key.name)
+
+
+@dg.multi_asset_check(
+    name="publish_gate",
+    specs=[spec for spec, _ in GATE_CHECKS.values()],
+    can_subset=True,
+    pool=WAREHOUSE_WRITER_POOL,
+    description="The publish gate in one step: every selected check of the marts, over one "
+    "warehouse connection.",
+)
+def publish_gate(context: dg.AssetCheckExecutionContext, warehouse: DuckDBWarehouse):
+    crash_point("publish_gate")
+    selected = context.selected_asset_check_keys
+    with warehouse.connect() as con:
+        for key in GATE_CHECKS:
+            if key in selected:
+                yield _evaluate(con, context.run.run_id, key)
 
 
 def _registry_timestamp(con) -> str | None:
