@@ -64,7 +64,7 @@ def stage_of(step_key: str) -> str:
         return "registry replay"
     if step_key == "warehouse_models":
         return "dbt build + tests"
-    if step_key.endswith(("_publish_gate", "_smo_freshness", "_stale_feeds")):
+    if step_key == "publish_gate":  # one step: every mart's checks (orchestration/defs/publish.py)
         return "publish gate (GX)"
     if step_key == "bi__oversight":
         return "publish"

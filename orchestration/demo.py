@@ -277,7 +277,7 @@ def _run(verbose: bool) -> int:
             for event in execute(job, run, instance):
                 events.append(event)
                 if event.event_type == dg.DagsterEventType.STEP_SKIPPED:
-                    skipped += 1  # a quiet week skips ~30: one line for all of them, below
+                    skipped += 1  # a quiet week skips the gate and publish: one line for all
                 elif line := _step_line(event, started):
                     print(line, file=terminal, flush=True)
             if skipped:

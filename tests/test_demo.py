@@ -53,7 +53,7 @@ def test_an_unexpected_error_is_one_sentence(project_env: Path, monkeypatch, cap
 
 # -- a quiet `make demo` whose run belongs to its job ------------------------------------------
 
-#: A full `make demo` prints ~50 lines (33 steps and the summary); the small portfolio fewer.
+#: A full `make demo` prints ~25 lines (7 steps and the summary); the small portfolio fewer.
 MAX_DEMO_LINES = 60
 ANSI_ESCAPE = "\x1b["
 
