@@ -2,9 +2,9 @@
 
 Each mart gets a blocking `publish_gate` check; deliveries_used also gets `smo_freshness`
 (blocking), feed_freshness `stale_feeds` and unattended_signals `unattended_signals` (warnings).
-All of them are one Dagster step, the multi-asset check `publish_gate`: one step start, one
-warehouse connection, one great-expectations context, instead of a step per check (a refresh
-ran 29 of them). It can subset: a run that materializes some marts evaluates only their checks.
+All of them are one Dagster step, the multi-asset check `publish_gate`: one step (its start,
+pool claim and events) and one warehouse connection, instead of a step and a connection per
+check (a refresh ran 29 of them). It can subset: a run that materializes some marts evaluates only their checks.
 A check whose evaluation raises fails as a validator error for its own mart; the others are
 still evaluated. The publish asset depends on every mart, so Dagster runs it only when every
 blocking check upstream of it passed: delivery contracts, dbt tests (warehouse gate) and these.
