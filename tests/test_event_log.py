@@ -1,0 +1,80 @@
+"""The instance's event log keeps its connections open and loses nothing a killed process wrote
+(orchestration/lib/event_log.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from core.settings import PROJECT_ROOT
+from orchestration.instance import INSTANCE_CONFIG
+from orchestration.lib.event_log import OPEN_RUN_DATABASES, KeptOpenSqliteEventLogStorage
+
+WRITE_THEN_DIE = """
+import os, signal, sys
+import dagster as dg
+instance = dg.DagsterInstance.get()
+for i in range(int(sys.argv[1])):
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="visits", metadata={"i": i}))
+os.kill(os.getpid(), signal.SIGKILL)  # no dispose, no close: the connections die open
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copyfile(INSTANCE_CONFIG, tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_the_project_instance_uses_the_kept_open_event_log_in_dagsters_own_folder(home: Path):
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, KeptOpenSqliteEventLogStorage)
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="sites"))
+    assert (home / "history" / "runs" / "index.db").is_file()  # where Dagster keeps it by default
+
+
+def test_events_of_a_killed_writer_are_all_read_by_the_next_process(home: Path):
+    written = 40
+    done = subprocess.run(
+        [sys.executable, "-c", WRITE_THEN_DIE, str(written)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == -9, done.stderr
+    with dg.DagsterInstance.get() as instance:
+        records = instance.fetch_materializations(dg.AssetKey("visits"), limit=1000).records
+    assert sorted(r.asset_materialization.metadata["i"].value for r in records) == list(
+        range(written)
+    )
+
+
+def test_a_second_instance_reads_what_the_first_wrote_while_it_stays_open(home: Path):
+    with dg.DagsterInstance.get() as writer, dg.DagsterInstance.get() as reader:
+        for i in range(3):
+            writer.report_runless_asset_event(dg.AssetMaterialization(asset_key="payments"))
+            assert len(
+                reader.fetch_materializations(dg.AssetKey("payments"), limit=10).records
+            ) == (i + 1)
+
+
+def test_only_a_few_run_databases_stay_open(home: Path):
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        for n in range(OPEN_RUN_DATABASES + 3):
+            with storage.run_connection(f"run-{n}"):
+                pass
+        open_runs = [shard for shard in storage._engines if shard != "index"]
+        assert open_runs == [f"run-{n}" for n in range(3, OPEN_RUN_DATABASES + 3)]
+        storage.wipe()  # deletes the run files: their connections are closed first
+        assert list(storage._engines) == ["index"]
