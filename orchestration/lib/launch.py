@@ -65,7 +65,9 @@ def create_run(
     origin = RemoteJobOrigin(
         repository_origin=RemoteRepositoryOrigin(
             code_location_origin=code_location_origin(),
-            repository_name=repository.get_definition().name,
+            # the job's (cached) load of the definitions: `repository.get_definition()` would
+            # load them a second time (~2 s of a run)
+            repository_name=job.get_repository_definition().name,
         ),
         job_name=job_name,
     )
