@@ -21,8 +21,8 @@ scale, weeks and seed) and replays production:
    Refresh and floor alternate (refresh, floor, no-op, refresh, floor, no-op, ...) so a load
    drift from other processes hits both; each pair gives a ratio and the median of those
    ratios is the result (bench/summary.py has the statistics and the targets).
-3. `--profile`: one extra weekly refresh under cProfile (Dagster's process), its top functions
-   in the Markdown.
+3. `--profile`: one extra weekly refresh under cProfile (Dagster's process), the 20 functions
+   with the most own time in the Markdown.
 
 Prints one summary line per scale and an `overall:` line (the worst ratio to its target, and
 whether every target holds); writes JSON and Markdown to bench/results/ (git-ignored).
@@ -419,9 +419,10 @@ def restore(snapshot: Path, root: Path) -> None:
     shutil.copytree(snapshot, root)
 
 
-def cprofile_text(path: Path, top: int = 25) -> str:
+def cprofile_text(path: Path, top: int = 20) -> str:
+    """The functions with the most own time (cumulative time is all Dagster's wrappers)."""
     buffer = io.StringIO()
-    stats = pstats.Stats(str(path), stream=buffer).strip_dirs().sort_stats("cumulative")
+    stats = pstats.Stats(str(path), stream=buffer).strip_dirs().sort_stats("tottime")
     stats.print_stats(top)
     text = buffer.getvalue()
     return text[text.index("ncalls") :] if "ncalls" in text else text

@@ -374,7 +374,8 @@ def profile_section(result: Mapping) -> str:
             ),
         ]
     if result.get("cprofile"):
-        lines += ["", "cProfile of one extra weekly refresh (Dagster's process; dbt is a child):",
+        lines += ["", "cProfile of one extra weekly refresh, by own time (Dagster's process; dbt is "
+                  "a child process, its time shows as reading its output):",
                   "", "```", result["cprofile"].rstrip(), "```"]  # fmt: skip
     return "\n".join(lines)
 
