@@ -66,7 +66,8 @@ browser:
 test: setup lint browser
 	$(RUN) pytest
 
-# Generates the portfolios once (var/bench/, ~7 min), then ~20 min on 2 cores; results in
+# Generates the portfolios once (var/bench/, ~7 min), then ~40 min on 2 cores (3 alternating
+# refresh/floor pairs per scale; BENCH_ARGS="--reps 1" for a quick look); results in
 # bench/results/ (git-ignored).
 bench: setup
 	$(RUN) python -m bench.refresh $(BENCH_ARGS)

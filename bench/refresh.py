@@ -1,33 +1,45 @@
-"""End-to-end benchmark: the weekly refresh through Dagster, against the bare-DuckDB floor.
+"""End-to-end benchmark: the weekly refresh through Dagster, side by side with the bare-DuckDB floor.
 
 For each scale it generates the synthetic portfolio once (cached in var/bench/portfolio/ by
-scale, weeks and seed) and replays production in a fresh folder:
+scale, weeks and seed) and replays production:
 
-1. bootstrap: the first week's deliveries, the full job (reported, not compared);
-2. weekly refresh: the last week's deliveries, the full `oversight_refresh` job exactly as the
-   schedule runs it (delivery gate, registry replay, dbt build with tests, publish gate,
-   publish, report), in a child process whose whole process tree (dbt included) is sampled for
-   peak RSS; wall time per stage from Dagster's step events;
-3. the floor for the same work: DuckDB reading the same files with typed `read_csv` (XLSX via
-   calamine: DuckDB's excel extension is a download, not a package), reading the registry
-   responses with `read_json`, executing the marts' compiled SQL (from that run's dbt
-   manifest) and the forecast's Python once, the publish gate's rules as one SQL query per
-   mart, and copying the marts into a new DuckDB file;
-4. a refresh with no new deliveries (what can be skipped must be).
+1. bootstrap: the first weeks' deliveries, the full job (reported, not compared); the folder it
+   leaves (warehouse, Dagster instance, data) is kept as the starting state;
+2. then `--reps` repetitions (default 3), each: the folder restored from that starting state
+   (same path, so dbt's partial parse stays valid) and
+   a. the weekly refresh: the last week's deliveries, the full `oversight_refresh` job exactly
+      as the schedule runs it, in a child process whose whole process tree (dbt included) is
+      sampled for peak RSS; wall time per stage from Dagster's step events, dbt's per-node
+      times from that run's run_results.json;
+   b. the floor for the same work, right after it: DuckDB reading the same files with typed
+      `read_csv` (XLSX via calamine: DuckDB's excel extension is a download, not a package),
+      the registry responses with `read_json`, the marts' compiled SQL (from that run's dbt
+      manifest) and the forecast's Python once, the publish gate's rules as one SQL query per
+      mart, the marts copied into a new DuckDB file;
+   c. a refresh with no new deliveries (what can be skipped must be); these are compared with
+      the weekly refreshes they alternate with, so they need no floor of their own.
+   Refresh and floor alternate (refresh, floor, no-op, refresh, floor, no-op, ...) so a load
+   drift from other processes hits both; each pair gives a ratio and the median of those
+   ratios is the result (bench/summary.py has the statistics and the targets).
+3. `--profile`: one extra weekly refresh under cProfile (Dagster's process), the 20 functions
+   with the most own time in the Markdown.
 
-Prints one table per scale and the growth across scales; writes JSON and Markdown to
-bench/results/ (git-ignored).
+Prints one summary line per scale and an `overall:` line (the worst ratio to its target, and
+whether every target holds); writes JSON and Markdown to bench/results/ (git-ignored).
 
-    make bench                                    # large, then 1x, 4x, 16x of demo
-    uv run python -m bench.refresh --scales 1 4   # any scales: demo, large or a demo multiple
+    make bench                                          # large, then 1x, 4x, 16x of demo
+    uv run python -m bench.refresh --scales 1 4         # any scales: demo, large or a multiple
+    uv run python -m bench.refresh --scales 1 --reps 1  # quick look, no spread
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import os
+import pstats
 import shutil
 import subprocess
 import sys
@@ -38,40 +50,12 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from bench import summary as report
 from core.settings import PROJECT_ROOT
-from core.tables import markdown_table
 
 CACHE = PROJECT_ROOT / "var" / "bench"
 RESULTS = PROJECT_ROOT / "bench" / "results"
-
-#: Dagster step -> benchmark stage.
-STAGES = (
-    "delivery gate + load",
-    "registry replay",
-    "dbt build + tests",
-    "publish gate (GX)",
-    "publish",
-    "report",
-    "Dagster + process start",
-)
-TARGET_RATIO, TARGET_RSS_GIB, TARGET_GATE_SHARE, TARGET_NOTHING_NEW_S = 2.0, 4.0, 0.5, 20.0
-
-
-def stage_of(step_key: str) -> str:
-    if step_key == "smo_deliveries":
-        return "delivery gate + load"
-    if step_key == "registry_studies":
-        return "registry replay"
-    if step_key == "warehouse_models":
-        return "dbt build + tests"
-    if step_key == "publish_gate":  # one step: every mart's checks (orchestration/defs/publish.py)
-        return "publish gate (GX)"
-    if step_key == "bi__oversight":
-        return "publish"
-    if step_key == "bi__oversight_report":
-        return "report"
-    return "Dagster + process start"
-
+DBT_TARGET = PROJECT_ROOT / "dbt_project" / "target"
 
 # -- portfolio ------------------------------------------------------------------------------
 
@@ -145,9 +129,13 @@ def _tree_rss(root_pid: int) -> int:
     return total
 
 
-def run_job(root: Path, label: str, tags: dict[str, str] | None = None) -> dict:
-    """Run oversight_refresh in a child process; wall time, peak tree RSS and step times."""
-    out = root / f"run-{label}.json"
+def run_job(root: Path, logs: Path, label: str, profile: Path | None = None) -> dict:
+    """Run oversight_refresh in a child process; wall time, peak tree RSS and step times.
+
+    `profile`: the child runs under cProfile, its stats written there.
+    """
+    out = logs / f"run-{label}.json"
+    out.unlink(missing_ok=True)
     env = {
         **os.environ,
         "SMO_WAREHOUSE_PATH": str(root / "warehouse.duckdb"),
@@ -156,11 +144,12 @@ def run_job(root: Path, label: str, tags: dict[str, str] | None = None) -> dict:
         "SMO_INBOX_SETTLE_SECONDS": "0",
         "DAGSTER_HOME": str(root / "dagster_home"),
     }
-    command = [sys.executable, "-m", "bench.refresh", "--child", str(out)]
-    for key, value in (tags or {}).items():
-        command += ["--tag", f"{key}={value}"]
+    command = [sys.executable]
+    if profile is not None:
+        command += ["-m", "cProfile", "-o", str(profile)]
+    command += ["-m", "bench.refresh", "--child", str(out)]
     started = time.perf_counter()
-    with open(root / f"run-{label}.log", "w") as log:
+    with open(logs / f"run-{label}.log", "w") as log:
         child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         peak = 0
         while child.poll() is None:
@@ -168,18 +157,14 @@ def run_job(root: Path, label: str, tags: dict[str, str] | None = None) -> dict:
             time.sleep(0.1)
     wall = time.perf_counter() - started
     if child.returncode != 0 or not out.exists():
-        raise SystemExit(f"the {label} run failed; see {root / f'run-{label}.log'}")
+        raise SystemExit(f"the {label} run failed; see {logs / f'run-{label}.log'}")
     result = json.loads(out.read_text())
     if not result["success"]:
-        raise SystemExit(f"the {label} run failed; see {root / f'run-{label}.log'}")
-    stages = dict.fromkeys(STAGES, 0.0)
-    for step, seconds in result["steps"].items():
-        stages[stage_of(step)] += seconds
-    stages["Dagster + process start"] += wall - sum(result["steps"].values())
-    return {"wall_s": wall, "peak_rss_bytes": peak, "stages": stages, **result}
+        raise SystemExit(f"the {label} run failed; see {logs / f'run-{label}.log'}")
+    return {"wall_s": wall, "peak_rss_bytes": peak, **result}
 
 
-def child(out: Path, tags: list[str]) -> None:
+def child(out: Path) -> None:
     """Inside the child: execute the job as production does and write what happened."""
     started = time.perf_counter()
     import dagster as dg
@@ -194,7 +179,6 @@ def child(out: Path, tags: list[str]) -> None:
         result = dg.execute_job(
             dg.reconstructable(refresh_job),
             instance=instance,
-            tags=dict(t.split("=", 1) for t in tags),
             raise_on_error=False,
         )
         execute = time.perf_counter() - started
@@ -287,13 +271,23 @@ def registry_floor(root: Path) -> float:
         return time.perf_counter() - started
 
 
+def _run_target(run_id: str) -> Path:
+    """The dbt target folder dagster-dbt made for that run's build (manifest, run_results)."""
+    folders = sorted((DBT_TARGET).glob(f"warehouse_models-{run_id[:7]}-*"))
+    if not folders:
+        raise SystemExit(f"no dbt target folder for run {run_id} under {DBT_TARGET}")
+    return folders[-1]
+
+
 def _run_manifest(root: Path, run_id: str) -> dict:
     """The manifest dagster-dbt wrote for that run's dbt build (it has the compiled SQL)."""
-    target = PROJECT_ROOT / "dbt_project" / "target"
-    folders = sorted(target.glob(f"warehouse_models-{run_id[:7]}-*"))
-    if not folders:
-        raise SystemExit(f"no dbt target folder for run {run_id} under {target}")
-    return json.loads((folders[-1] / "manifest.json").read_text())
+    return json.loads((_run_target(run_id) / "manifest.json").read_text())
+
+
+def dbt_timings(run_id: str) -> dict | None:
+    """dbt's per-node times of that run (None, said in the Markdown, when dbt did not run)."""
+    path = _run_target(run_id) / "run_results.json"
+    return report.dbt_profile(json.loads(path.read_text())) if path.exists() else None
 
 
 def marts_floor(root: Path, run_id: str, work: Path) -> float:
@@ -400,53 +394,98 @@ def prepare_manifest(warehouse: Path) -> None:
     )  # fmt: skip
 
 
-def bench_scale(scale: str, weeks: int, seed: int) -> dict:
-    source = portfolio(scale, weeks, seed)
-    dates = delivery_dates(source)
-    root = CACHE / "runs" / f"{scale}-w{weeks}-s{seed}"
-    shutil.rmtree(root, ignore_errors=True)
-    (root / "data").mkdir(parents=True)
-    for folder in ("profiles", "registry"):
-        shutil.copytree(source / folder, root / "data" / folder)
-    for stale in (PROJECT_ROOT / "dbt_project" / "target").glob("warehouse_models-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # one folder per dbt run piles up otherwise
-    prepare_manifest(root / "warehouse.duckdb")
-
-    print(f"\n== {scale}: bootstrap with the deliveries of {dates[:-1]} ...")
-    earlier = [f for d in dates[:-1] for f in files_of(source, d)]
-    deliver(source, root, earlier)
-    bootstrap = run_job(root, "bootstrap")
-    print(f"   {bootstrap['wall_s']:.1f} s")
-
-    weekly_files = files_of(source, dates[-1])
-    size = deliver(source, root, weekly_files)
-    print(f"== {scale}: weekly refresh with {len(weekly_files)} files ({size / 2**20:.0f} MiB) ...")
-    weekly = run_job(root, "weekly")
-    print(f"   {weekly['wall_s']:.1f} s, peak RSS {weekly['peak_rss_bytes'] / 2**30:.2f} GiB")
-
-    print(f"== {scale}: floor ...")
+def floor(root: Path, source: Path, files: list[Path], run_id: str) -> dict[str, float]:
+    """The floor of the weekly refresh just run in `root`, per stage."""
     work = root / "floor"
-    work.mkdir()
+    work.mkdir(exist_ok=True)
     gate_floor, publish_floor = gate_and_publish_floor(root, work)
     floors = {
-        "delivery gate + load": load_floor(source, weekly_files, work),
+        "delivery gate + load": load_floor(source, files, work),
         "registry replay": registry_floor(root),
-        "dbt build + tests": marts_floor(root, weekly["run_id"], work),
-        "publish gate (GX)": gate_floor,
+        "dbt build + tests": marts_floor(root, run_id, work),
+        "publish gate": gate_floor,
         "publish": publish_floor,
         "report": 0.0,
         "Dagster + process start": 0.0,
     }
+    shutil.rmtree(work, ignore_errors=True)
+    return floors
 
-    print(f"== {scale}: refresh with no new deliveries ...")
-    nothing_new = run_job(root, "nothing-new")
-    print(f"   {nothing_new['wall_s']:.1f} s")
+
+def restore(snapshot: Path, root: Path) -> None:
+    """The run folder back to the bootstrapped state, at the same path (dbt's partial parse and
+    the fingerprint see the same warehouse path every repetition)."""
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(snapshot, root)
+
+
+def cprofile_text(path: Path, top: int = 20) -> str:
+    """The functions with the most own time (cumulative time is all Dagster's wrappers)."""
+    buffer = io.StringIO()
+    stats = pstats.Stats(str(path), stream=buffer).strip_dirs().sort_stats("tottime")
+    stats.print_stats(top)
+    text = buffer.getvalue()
+    return text[text.index("ncalls") :] if "ncalls" in text else text
+
+
+def bench_scale(scale: str, weeks: int, seed: int, reps: int, profile: bool = False) -> dict:
+    source = portfolio(scale, weeks, seed)
+    dates = delivery_dates(source)
+    name = f"{scale}-w{weeks}-s{seed}"
+    root, snapshot, logs = (CACHE / "runs" / f"{name}{suffix}" for suffix in ("", "-boot", "-logs"))
+    for folder in (root, snapshot, logs):
+        shutil.rmtree(folder, ignore_errors=True)
+    logs.mkdir(parents=True)
+    (root / "data").mkdir(parents=True)
+    for folder in ("profiles", "registry"):
+        shutil.copytree(source / folder, root / "data" / folder)
+    for stale in DBT_TARGET.glob("warehouse_models-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # one folder per dbt run piles up otherwise
+    prepare_manifest(root / "warehouse.duckdb")
+
+    print(f"\n== {scale}: bootstrap with the deliveries of {dates[:-1]} ...")
+    deliver(source, root, [f for d in dates[:-1] for f in files_of(source, d)])
+    bootstrap = run_job(root, logs, "bootstrap")
+    print(f"   {bootstrap['wall_s']:.1f} s")
+    shutil.copytree(root, snapshot)
+
+    weekly_files = files_of(source, dates[-1])
+    size = sum(p.stat().st_size for p in weekly_files)
+    print(f"== {scale}: {reps} x (weekly refresh with {len(weekly_files)} files "
+          f"({size / 2**20:.0f} MiB), floor, refresh with no new deliveries) ...")  # fmt: skip
+    repetitions = []
+    for i in range(1, reps + 1):
+        restore(snapshot, root)
+        deliver(source, root, weekly_files)
+        load = os.getloadavg()[0]
+        weekly = run_job(root, logs, f"weekly-{i}")
+        weekly["dbt"] = dbt_timings(weekly["run_id"])
+        floors = floor(root, source, weekly_files, weekly["run_id"])
+        nothing_new = run_job(root, logs, f"nothing-new-{i}")
+        for stale in DBT_TARGET.glob(f"warehouse_models-{weekly['run_id'][:7]}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        repetitions.append(
+            {"weekly": weekly, "floor": floors, "nothing_new": nothing_new, "load_1m": load}
+        )
+        print(f"   rep {i}: refresh {weekly['wall_s']:.1f} s, floor {sum(floors.values()):.1f} s, "
+              f"no-op {nothing_new['wall_s']:.1f} s, peak RSS "
+              f"{weekly['peak_rss_bytes'] / 2**30:.2f} GiB (load {load:.1f})")  # fmt: skip
 
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
         rows = dict(con.execute(
             "select table_name, estimated_size from duckdb_tables() where schema_name = 'raw'"
         ).fetchall())  # fmt: skip
         visits = con.execute("select count(*) from staging.stg_smo__visits").fetchall()[0][0]
+
+    profiled = None
+    if profile:
+        print(f"== {scale}: one more weekly refresh under cProfile ...")
+        restore(snapshot, root)
+        deliver(source, root, weekly_files)
+        stats = logs / "weekly-profile.prof"
+        run_job(root, logs, "weekly-profile", profile=stats)
+        profiled = cprofile_text(stats)
+    shutil.rmtree(snapshot, ignore_errors=True)
     return {
         "scale": scale,
         "weeks": weeks,
@@ -456,76 +495,10 @@ def bench_scale(scale: str, weeks: int, seed: int) -> dict:
         "raw_rows": rows,
         "current_visits": visits,
         "bootstrap": bootstrap,
-        "weekly": weekly,
-        "floor": floors,
-        "nothing_new": nothing_new,
+        "reps": repetitions,
+        "summary": report.summarize(scale, repetitions),
+        "cprofile": profiled,
     }
-
-
-# -- report ---------------------------------------------------------------------------------
-
-
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.1f}x" if b > 0 else "–"
-
-
-def scale_table(result: dict) -> str:
-    weekly, floor = result["weekly"], result["floor"]
-    total, stages = weekly["wall_s"], weekly["stages"]
-    floor_total = sum(floor.values())
-    gate_share = floor["delivery gate + load"] / stages["delivery gate + load"]
-    rows = [
-        [stage, f"{stages[stage]:.1f}", f"{stages[stage] / total:.0%}", f"{floor[stage]:.1f}",
-         _ratio(stages[stage], floor[stage])]
-        for stage in STAGES
-    ] + [
-        ["**weekly refresh**", f"**{total:.1f}**", "100%", f"{floor_total:.1f}",
-         f"**{_ratio(total, floor_total)}**"]
-    ]  # fmt: skip
-    lines = [
-        f"### {result['scale']} ({result['weekly_files']} files, "
-        f"{result['weekly_bytes'] / 2**20:.0f} MiB in the weekly delivery; "
-        f"{result['current_visits']:,} current visits)",
-        "",
-        markdown_table(
-            ["stage", "seconds", "share", "floor s", "ratio to floor"], rows, numeric={1, 2, 3, 4}
-        ),
-        "",
-        f"- peak RSS of the process tree: {weekly['peak_rss_bytes'] / 2**30:.2f} GiB "
-        f"(target <= {TARGET_RSS_GIB:.0f} GiB)",
-        f"- delivery gate + load throughput: {gate_share:.0%} of DuckDB's typed load "
-        f"(target >= {TARGET_GATE_SHARE:.0%})",
-        f"- overall: {_ratio(total, floor_total)} the floor (target <= {TARGET_RATIO:.1f}x)",
-        f"- refresh with no new deliveries: {result['nothing_new']['wall_s']:.1f} s "
-        f"(target <= {TARGET_NOTHING_NEW_S:.0f} s; steps skipped: "
-        f"{len(result['nothing_new']['skipped_steps'])})",
-        f"- Dagster + process start: imports {weekly['imports_s']:.1f} s, run outside steps "
-        f"{weekly['execute_s'] - sum(weekly['steps'].values()):.1f} s",
-        f"- bootstrap run (first weeks, not compared): {result['bootstrap']['wall_s']:.1f} s",
-    ]
-    return "\n".join(lines)
-
-
-def growth_table(results: list[dict]) -> str:
-    if len(results) < 2:
-        return ""
-    base = results[0]
-    header = ["scale", "current visits", "data x", "weekly refresh s", "time x", "floor s",
-              "ratio to floor", "peak RSS GiB"]  # fmt: skip
-    rows = []
-    for r in results:
-        data_x = r["current_visits"] / base["current_visits"]
-        time_x = r["weekly"]["wall_s"] / base["weekly"]["wall_s"]
-        floor_total = sum(r["floor"].values())
-        rows.append(
-            [r["scale"], f"{r['current_visits']:,}", f"{data_x:.1f}", f"{r['weekly']['wall_s']:.1f}",
-             f"{time_x:.1f}", f"{floor_total:.1f}", _ratio(r["weekly"]["wall_s"], floor_total),
-             f"{r['weekly']['peak_rss_bytes'] / 2**30:.2f}"]
-        )  # fmt: skip
-    table = markdown_table(header, rows, numeric=set(range(1, len(header))))
-    return "\n".join(
-        ["### Growth", "", table, "", "Cost grows linearly or better when `time x` <= `data x`."]
-    )
 
 
 def main() -> None:
@@ -533,34 +506,37 @@ def main() -> None:
     parser.add_argument("--scales", nargs="+", default=["large", "1", "4", "16"])
     parser.add_argument("--weeks", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--reps", type=int, default=3, help="refresh/floor pairs per scale")
+    parser.add_argument("--profile", action="store_true",
+                        help="one extra weekly refresh per scale under cProfile")  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--tag", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child), args.tag)
+        child(Path(args.child))
         return
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
     results = []
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         for scale in args.scales:
-            results.append(bench_scale(scale, args.weeks, args.seed))
+            results.append(bench_scale(scale, args.weeks, args.seed, args.reps, args.profile))
             _write(results, stamp)
-            print("\n" + scale_table(results[-1]))
+            print("\n" + report.summary_line(results[-1]["summary"]))
     finally:  # back to the default warehouse path `make demo` and `make dev` parse against
         prepare_manifest(PROJECT_ROOT / "var" / "warehouse.duckdb")
-    print("\n" + growth_table([r for r in results if r["scale"] != "large"]))
+    print("")
+    for result in results:
+        print(report.summary_line(result["summary"]))
+    print(report.overall_line([r["summary"] for r in results]))
     print(f"\nwritten: {RESULTS / f'refresh-{stamp}.md'} and .json")
 
 
 def _write(results: list[dict], stamp: str) -> None:
-    markdown = "\n\n".join(
-        [f"# Refresh benchmark {stamp} (2 cores)"]
-        + [scale_table(r) for r in results]
-        + [growth_table([r for r in results if r["scale"] != "large"])]
-    )
+    title = f"Refresh benchmark {stamp} (2 cores)"
     (RESULTS / f"refresh-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
-    (RESULTS / f"refresh-{stamp}.md").write_text(markdown + "\n")
+    (RESULTS / f"refresh-{stamp}.md").write_text(report.markdown(results, title))
 
 
 if __name__ == "__main__":
