@@ -170,11 +170,12 @@ def child(out: Path) -> None:
     import dagster as dg
 
     from orchestration.demo import refresh_job
+    from orchestration.instance import open_instance
 
     imports = time.perf_counter() - started
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
+    # the instance production runs on: $DAGSTER_HOME with the project's dagster.yaml (its
+    # event log storage and pools), not a test instance's defaults
+    with open_instance() as instance:
         started = time.perf_counter()
         result = dg.execute_job(
             dg.reconstructable(refresh_job),
