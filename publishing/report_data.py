@@ -281,13 +281,17 @@ def flagged_sites(con: Connection) -> list[FlaggedSite]:
     flags = red_flags(con)
     actions = oversight_actions(con)
     blocks = []
+    # a study's trend of a KRI is the same in every block of that study: read once
+    study_trends: dict[tuple[str, str], list[dict]] = {}
+    for kri_id, study in dict.fromkeys((r["kri_id"], r["study_id"]) for r in flags):
+        study_trends[kri_id, study] = _kri_trend(con, kri_id, study)
     for site_key in dict.fromkeys((r["smo_id"], r["study_id"], r["site_id"]) for r in flags):
         mine = [r for r in flags if (r["smo_id"], r["study_id"], r["site_id"]) == site_key]
         smo, study, site_id = site_key
         trends = {
             r["kri_id"]: {
                 "site": _kri_trend(con, r["kri_id"], study, smo, site_id),
-                "study": _kri_trend(con, r["kri_id"], study),
+                "study": study_trends[r["kri_id"], study],
             }
             for r in mine
         }
