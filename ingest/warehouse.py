@@ -183,6 +183,20 @@ def loaded_delivery_for(
     return row[0]
 
 
+def loaded_deliveries_of(con: duckdb.DuckDBPyConnection, smo_id: str) -> dict[tuple[str, str], int]:
+    """(file name, sha256) -> the delivery that loaded it (as `loaded_delivery_for`), for every
+    file the SMO's deliveries loaded: one read per SMO and batch instead of one per file."""
+    rows = con.execute(
+        """
+        select file_name, sha256, min(delivery_id) from ops.deliveries
+        where smo_id = ? and status in ('ACCEPTED', 'SUPERSEDED')
+        group by file_name, sha256
+        """,
+        [smo_id],
+    ).fetchall()
+    return {(name, sha256): delivery_id for name, sha256, delivery_id in rows}
+
+
 def loaded_set_deliveries(
     con: duckdb.DuckDBPyConnection, smo_id: str, set_name: str, sha256: str
 ) -> dict[str, int]:
