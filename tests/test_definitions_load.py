@@ -15,7 +15,15 @@ import sys
 from core.settings import PROJECT_ROOT
 
 #: Imported by the code that needs them, never by the definitions load.
-LAZY = ("pandera", "great_expectations", "fastexcel", "openpyxl", "xlsxwriter", "hypothesis")
+LAZY = (
+    "pandera",
+    "polars",
+    "great_expectations",
+    "fastexcel",
+    "openpyxl",
+    "xlsxwriter",
+    "hypothesis",
+)
 
 LOAD = """
 import json, sys
