@@ -50,6 +50,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -379,10 +380,14 @@ def process_inbox(
         sdtm = _group_sdtm(files, entries, profile, inbox / smo_id)
         if sdtm is not None:
             files = [e for e in files if profile.feed_for(e.name) or e in sdtm.other]
+        # Names are unique in a folder, so no file of this batch can repeat another one of it:
+        # what the SMO loaded before the batch is all a duplicate can repeat.
+        loaded = warehouse.loaded_deliveries_of(con, smo_id)
         for entry in files:
             outcome = _run_step(
                 summary, entry, _process_or_reject, con, entry, profile, roster,
                 archive=archive, quarantine=quarantine, run_id=run_id, plausibility=context,
+                loaded=loaded,
             )  # fmt: skip
             if outcome and outcome.feed == "sites" and outcome.status == "ACCEPTED":
                 roster = warehouse.current_roster(con, smo_id)
@@ -691,12 +696,13 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _process_or_reject(
-    con, entry: InboxEntry, profile: Profile, roster, *, archive, quarantine, run_id, plausibility
-) -> Outcome:
+    con, entry: InboxEntry, profile: Profile, roster, *, archive, quarantine, run_id, plausibility,
+    loaded,
+) -> Outcome:  # fmt: skip
     try:
         return process_file(
             con, entry.path, profile, roster, archive=archive, quarantine=quarantine,
-            run_id=run_id, plausibility=plausibility,
+            run_id=run_id, plausibility=plausibility, loaded=loaded,
         )  # fmt: skip
     except RecordedNotStored:
         raise
@@ -809,7 +815,10 @@ def process_file(
     quarantine: Path,
     run_id: str | None = None,
     plausibility: Plausibility | None = None,
+    loaded: Mapping[tuple[str, str], int] | None = None,
 ) -> Outcome:
+    """One file through the gate into the warehouse (or quarantine). `loaded` is
+    `warehouse.loaded_deliveries_of` read once for the batch; without it the ledger is asked."""
     st = os.lstat(path)
     entry = classify(path, profile.smo_id, st)
     if not entry.deliverable:
@@ -826,7 +835,11 @@ def process_file(
     matched = profile.feed_for(path.name)
     feed_profile = matched[0] if matched else None
 
-    duplicate_of = warehouse.loaded_delivery_for(con, profile.smo_id, path.name, snap.sha256)
+    duplicate_of = (
+        loaded.get((path.name, snap.sha256))
+        if loaded is not None
+        else warehouse.loaded_delivery_for(con, profile.smo_id, path.name, snap.sha256)
+    )
     if duplicate_of is not None:
         result = _duplicate_result(path, profile, snap)
         storage = _prepare_storage(

@@ -23,7 +23,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.gate import Problem
+from ingest.gate_result import Problem
 
 NOT_READY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", "~")
 #: Stored names stay below NAME_MAX (255 bytes) with the id prefix and `.report.json` added.

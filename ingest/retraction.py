@@ -24,8 +24,7 @@ import duckdb
 from core.crash_points import crash_point
 from core.gate_results import record_gate_results
 from expectations.feeds import FEEDS
-from ingest.gate import GateResult, Problem
-from ingest.rejection_report import write_reports
+from ingest.gate_result import GateResult, Problem
 from ingest.warehouse import ALL_STUDIES, ensure_schema, mark_file_done
 
 #: Rule id of a check that failed in the warehouse (dbt test or model) on a delivery's rows.
@@ -103,6 +102,8 @@ def pull_delivery(
         )
     siblings = _set_siblings(con, delivery_id, smo_id, stored)
     extra = {"pulled_with_it": [{"delivery_id": i, "feed": f} for i, f in siblings]}
+    from ingest.rejection_report import write_reports  # pandera: only when a delivery is pulled
+
     _, md_path = write_reports(result, target, extra=extra if siblings else None)
     con.execute("begin transaction")
     try:

@@ -16,12 +16,10 @@ import datetime as dt
 import json
 
 import duckdb
-import polars as pl
 
 from core.gate_results import ensure_gate_results, record_gate_results
-from expectations.contracts import roster_keys
 from expectations.feeds import FEEDS, Feed
-from ingest.gate import GateResult
+from ingest.gate_result import GateResult
 
 #: Study key used in `ops.current_deliveries` for feeds that are not per study (staffing).
 ALL_STUDIES = "*"
@@ -161,6 +159,8 @@ def current_roster(con: duckdb.DuckDBPyConnection, smo_id: str) -> frozenset[str
     rows = con.execute(
         f"select study_id, site_id from ({current_rows_sql('sites')}) where smo_id = ?", [smo_id]
     ).fetchall()
+    from expectations.contracts import roster_keys  # pandera: only when deliveries are checked
+
     return roster_keys([r[0] for r in rows], [r[1] for r in rows])
 
 
@@ -181,6 +181,20 @@ def loaded_delivery_for(
         [smo_id, file_name, sha256],
     ).fetchone()
     return row[0]
+
+
+def loaded_deliveries_of(con: duckdb.DuckDBPyConnection, smo_id: str) -> dict[tuple[str, str], int]:
+    """(file name, sha256) -> the delivery that loaded it (as `loaded_delivery_for`), for every
+    file the SMO's deliveries loaded: one read per SMO and batch instead of one per file."""
+    rows = con.execute(
+        """
+        select file_name, sha256, min(delivery_id) from ops.deliveries
+        where smo_id = ? and status in ('ACCEPTED', 'SUPERSEDED')
+        group by file_name, sha256
+        """,
+        [smo_id],
+    ).fetchall()
+    return {(name, sha256): delivery_id for name, sha256, delivery_id in rows}
 
 
 def loaded_set_deliveries(
@@ -331,6 +345,8 @@ def _insert_accepted(
     assert result.accepted and result.frame is not None and result.feed is not None
     feed = FEEDS[result.feed]
     studies = result.studies if feed.per_study else [ALL_STUDIES]
+    import polars as pl  # only when rows load: the definitions load does not need it
+
     rows = result.frame.with_columns(pl.lit(delivery_id, dtype=pl.Int64).alias("_delivery_id"))
     con.register("_delivery_rows", rows.to_arrow())
     con.execute(f"insert into raw.{feed.name} by name select * from _delivery_rows")

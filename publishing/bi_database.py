@@ -36,13 +36,15 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.crash_points import crash_point
+
+if TYPE_CHECKING:  # pandas and pyarrow load when a publish writes, not with the definitions
+    import pandas as pd
+
 
 PUBLISHED_NAME = "oversight.duckdb"
 PARQUET_DIR = "parquet"
@@ -360,6 +362,9 @@ def _write_parquet(
     """One mart of the set: the publish id and the table's description in the schema metadata,
     each column's description in its field metadata (Arrow's, which pyarrow, pandas, Spark and
     DuckDB's own Arrow readers show)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     data = con.sql(f'from bi_new.main."{table}"').to_arrow_table()
     described = {}
     if doc is not None:

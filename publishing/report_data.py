@@ -276,34 +276,89 @@ def _kri_trend(
     )
 
 
+def _site_trends(
+    con: Connection, keys: list[tuple[str, str, str, str]]
+) -> dict[tuple[str, str, str, str], list[dict]]:
+    """`_kri_trend` at the site for every (kri_id, study, smo, site) of `keys`, in one read."""
+    trends: dict[tuple[str, str, str, str], list[dict]] = {key: [] for key in keys}
+    if not keys:
+        return trends
+    rows = con.execute(
+        """
+        select k.kri_id, h.study_id, h.smo_id, h.site_id, h.as_of_date, h.value
+        from kpi_weekly_history as h
+        join kri_catalog as k on k.kpi_id = h.kpi_id and k.level = 'site'
+        join (
+            select unnest(?::varchar[]) as kri_id, unnest(?::varchar[]) as study_id,
+                   unnest(?::varchar[]) as smo_id, unnest(?::varchar[]) as site_id
+        ) as w
+            on w.kri_id = k.kri_id and w.study_id = h.study_id and w.smo_id = h.smo_id
+            and w.site_id = h.site_id
+        where h.level = 'site'
+        order by k.kri_id, h.study_id, h.smo_id, h.site_id, h.as_of_date
+        """,
+        [list(column) for column in zip(*keys, strict=True)],
+    ).fetchall()
+    for kri_id, study, smo, site, as_of_date, value in rows:
+        trends[kri_id, study, smo, site].append({"as_of_date": as_of_date, "value": value})
+    return trends
+
+
+def _site_episodes(
+    con: Connection, sites: list[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], list[dict]]:
+    """Each flagged site's flag episodes (latest week, within the study), in one read."""
+    episodes: dict[tuple[str, str, str], list[dict]] = {site: [] for site in sites}
+    if not sites:
+        return episodes
+    rows = _rows(
+        con,
+        "select e.*, k.label as kri_label "
+        "from flag_episodes as e left join kri_catalog as k "
+        "on k.kri_id = e.kri_id and k.level = 'site' "
+        "where e.as_of_date = (select max(as_of_date) from flag_episodes) "
+        "and e.comparison_group = 'study' "
+        "and (e.smo_id, e.study_id, e.site_id) in (select (unnest(?::varchar[]), "
+        "unnest(?::varchar[]), unnest(?::varchar[]))) "
+        "order by e.smo_id, e.study_id, e.site_id, e.first_flagged_week desc, e.kri_id",
+        [list(column) for column in zip(*sites, strict=True)],
+    )
+    for row in rows:
+        episodes[row["smo_id"], row["study_id"], row["site_id"]].append(row)
+    return episodes
+
+
 def flagged_sites(con: Connection) -> list[FlaggedSite]:
-    """Every site with a red within-study flag this week, riskiest first."""
+    """Every site with a red within-study flag this week, riskiest first. Trends and episodes
+    are read for all flagged sites at once, not site by site."""
     flags = red_flags(con)
     actions = oversight_actions(con)
     blocks = []
-    for site_key in dict.fromkeys((r["smo_id"], r["study_id"], r["site_id"]) for r in flags):
+    # a study's trend of a KRI is the same in every block of that study: read once
+    study_trends: dict[tuple[str, str], list[dict]] = {}
+    for kri_id, study in dict.fromkeys((r["kri_id"], r["study_id"]) for r in flags):
+        study_trends[kri_id, study] = _kri_trend(con, kri_id, study)
+    site_keys = list(dict.fromkeys((r["smo_id"], r["study_id"], r["site_id"]) for r in flags))
+    site_trends = _site_trends(
+        con,
+        list(dict.fromkeys((r["kri_id"], r["study_id"], r["smo_id"], r["site_id"]) for r in flags)),
+    )
+    episodes = _site_episodes(con, site_keys)
+    for site_key in site_keys:
         mine = [r for r in flags if (r["smo_id"], r["study_id"], r["site_id"]) == site_key]
         smo, study, site_id = site_key
         trends = {
             r["kri_id"]: {
-                "site": _kri_trend(con, r["kri_id"], study, smo, site_id),
-                "study": _kri_trend(con, r["kri_id"], study),
+                "site": site_trends[r["kri_id"], study, smo, site_id],
+                "study": study_trends[r["kri_id"], study],
             }
             for r in mine
         }
-        episodes = _rows(
-            con,
-            "select e.*, k.label as kri_label "
-            + "from flag_episodes as e left join kri_catalog as k "
-            "on k.kri_id = e.kri_id and k.level = 'site' "
-            "where e.as_of_date = (select max(as_of_date) from flag_episodes) "
-            "and e.comparison_group = 'study' and e.smo_id = ? and e.study_id = ? "
-            "and e.site_id = ? order by e.first_flagged_week desc, e.kri_id",
-            list(site_key),
-        )
         site = {"smo_id": site_key[0], "study_id": site_key[1], "site_id": site_key[2],
                 "risk_score": mine[0]["risk_score"]}  # fmt: skip
-        blocks.append(FlaggedSite(site, mine, trends, episodes, site_actions(actions, site)))
+        blocks.append(
+            FlaggedSite(site, mine, trends, episodes[site_key], site_actions(actions, site))
+        )
     return blocks
 
 

@@ -150,3 +150,42 @@ def test_the_forecast_does_not_depend_on_the_order_of_its_input_rows():
     again, again_fan = forecast.forecast_tables(shuffled, studies, **kwargs)
     assert len(first) == 3
     assert first.equals(again) and first_fan.equals(again_fan)
+
+
+def test_the_fan_is_each_weeks_percentiles_of_the_draws():
+    """The fan is computed for all weeks at once: on a fixed seed it equals the week-by-week
+    definition (percentiles of the draws' cumulative count at the end of each week, rounded)."""
+    cumulative = forecast.simulate(
+        alpha=2.0, beta=1.5, randomized=np.array([20.0, 5.0, 0.0]),
+        months=np.array([10.0, 6.0, 0.0]), active=np.array([True, True, False]),
+        start_day=np.array([0, 0, 90]), draws=500, seed=11,
+    )  # fmt: skip
+    fan = forecast._fan(cumulative, 25, AS_OF, dt.date(2028, 1, 3), None)
+    assert len(fan) > forecast.PATH_MIN_WEEKS
+    for week, point in enumerate(fan):
+        drawn = 25 + (cumulative[:, week * 7 - 1] if week else np.zeros(len(cumulative)))
+        assert point == {
+            "forecast_date": AS_OF + dt.timedelta(days=week * 7),
+            "weeks_ahead": week,
+            **{f"randomized_p{q}": int(round(np.percentile(drawn, q))) for q in (10, 50, 90)},
+        }
+
+
+def test_the_forecast_reads_only_the_latest_week_of_its_input():
+    """Earlier as-of weeks in the input (the whole site-week history) change nothing."""
+    latest = _two_sites().assign(
+        as_of_date=AS_OF, study_id="S1", smo_id="SMO-A", site_id=["A1", "A2"], nct_id=None,
+        target_enrollment=50,
+    )  # fmt: skip
+    earlier = latest.assign(as_of_date=AS_OF - dt.timedelta(days=7), subjects_randomized=[1, 2])
+    studies = pd.DataFrame(
+        {"nct_id": [], "role": [], "enrollment_count": [], "primary_completion_date": []}
+    )
+    forecast._memo.clear()
+    alone = forecast.forecast_tables(latest, studies, draws=300, base_seed=5)
+    forecast._memo.clear()
+    with_history = forecast.forecast_tables(
+        pd.concat([earlier, latest]), studies, draws=300, base_seed=5
+    )
+    assert alone[0].num_rows == 1 and alone[1].num_rows > 0
+    assert alone[0].equals(with_history[0]) and alone[1].equals(with_history[1])

@@ -16,13 +16,6 @@ from ingest.registry.client import (
     RequestStats,
     SearchResult,
 )
-from ingest.registry.flatten import (
-    RegistryTables,
-    flatten_studies,
-    normalise_facility,
-    normalise_mesh_id,
-    parse_partial_date,
-)
 from ingest.registry.queries import (
     IncrementalResult,
     combine_advanced,
@@ -40,6 +33,25 @@ from ingest.registry.sources import (
     iter_json_download,
     write_replay_dir,
 )
+
+#: Flattening needs polars: imported on first use, so loading the Dagster definitions (which
+#: only needs the client and the store) does not import it.
+_FLATTEN = (
+    "RegistryTables",
+    "flatten_studies",
+    "normalise_facility",
+    "normalise_mesh_id",
+    "parse_partial_date",
+)
+
+
+def __getattr__(name: str):
+    if name in _FLATTEN:
+        from ingest.registry import flatten
+
+        return getattr(flatten, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -74,7 +74,6 @@ from ingest.registry.client import (
     study_nct_id,
     unique_nct_ids,
 )
-from ingest.registry.flatten import parse_partial_date
 
 log = logging.getLogger(__name__)
 
@@ -547,6 +546,8 @@ def _bound(text: str, request: str) -> date | None:
     text = text.strip()
     if text.upper() in ("MIN", "MAX", ""):
         return None
+    from ingest.registry.flatten import parse_partial_date  # polars: only when replaying
+
     parsed, _ = parse_partial_date(text)
     if parsed is None:
         raise RegistryError(f"replay cannot read the range bound {text!r}", request=request)
@@ -591,6 +592,8 @@ def _advanced_predicate(expression: str) -> Predicate:
 def _range_predicate(
     getter: Callable[[dict[str, Any]], list[str]], low: date | None, high: date | None
 ) -> Predicate:
+    from ingest.registry.flatten import parse_partial_date  # polars: only when replaying
+
     def match(record: dict[str, Any]) -> bool:
         for raw in getter(record):
             value, _ = parse_partial_date(raw)

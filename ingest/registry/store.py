@@ -28,11 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-import polars as pl
 
 from core.catalog import table_exists
 from ingest.registry.client import RegistryError, RegistrySource
-from ingest.registry.flatten import flatten_studies
 from ingest.registry.queries import incremental_params, peer_cohort_params
 from ingest.warehouse import current_rows_sql
 
@@ -319,6 +317,8 @@ def store(
     try:
         before = con.execute("select count(*) from registry.raw_studies").fetchall()[0][0]
         if rows:
+            import polars as pl  # only when records are stored: not with the definitions
+
             frame = pl.DataFrame(rows).unique(["nct_id", "record_hash"], keep="first")
             con.register("_registry_rows", frame.to_arrow())
             con.execute(
@@ -351,6 +351,10 @@ def store(
 
 def rebuild_flat_tables(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Flatten the newest version of every record into registry.<table>; returns row counts."""
+    import polars as pl  # flattening: only when the tables are rebuilt, not with the definitions
+
+    from ingest.registry.flatten import flatten_studies
+
     latest = latest_records(con)
     roles = {nct_id: role for nct_id, (role, _) in latest.items()}
     tables = flatten_studies(record for _, record in latest.values()).tables()

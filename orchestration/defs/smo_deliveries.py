@@ -5,10 +5,14 @@ DuckDB file, so they run in one step in the writer pool). Checks per feed:
 - `contract` (ERROR, blocking): every current raw row still satisfies the feed contract. The
   gate makes this impossible to fail unless rows were changed behind the pipeline's back.
 - `deliveries_rejected` (WARN): files of the feed rejected in this run, with report paths.
+
+The gate (pandera, polars, the readers) is imported when the step runs, not when the
+definitions load: the UI, the sensors and every other step never need it.
 """
 
 import time
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
@@ -17,12 +21,13 @@ from core.crash_points import crash_point
 from core.gate_results import record_gate_results
 from core.settings import load_settings
 from core.tables import markdown_table
-from expectations.contracts import feed_schema, validate
 from expectations.feeds import FEEDS
-from ingest.inbox import BatchSummary, process_inbox
 from ingest.warehouse import current_rows_sql, ensure_schema
 from orchestration.lib.gate_evidence import check_result_rows
 from orchestration.lib.warehouse import WAREHOUSE_WRITER_POOL, DuckDBWarehouse
+
+if TYPE_CHECKING:
+    from ingest.inbox import BatchSummary
 
 RAW_KEYS = {feed: dg.AssetKey(["raw", feed]) for feed in FEEDS}
 LEDGER_KEY = dg.AssetKey(["ops", "deliveries"])
@@ -104,6 +109,8 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
 
 
 def _contract_check(con: duckdb.DuckDBPyConnection, feed: str) -> dg.AssetCheckResult:
+    from expectations.contracts import feed_schema, validate
+
     frame = con.sql(current_rows_sql(feed)).pl().drop("_delivery_id")
     key, columns = FEEDS[feed].key, FEEDS[feed].column_names
     # Current rows of several SMOs: keys are unique per SMO (the sponsor's list has no smo_id).
@@ -128,7 +135,7 @@ def _contract_check(con: duckdb.DuckDBPyConnection, feed: str) -> dg.AssetCheckR
     )
 
 
-def _rejected_check(summary: BatchSummary, feed: str) -> dg.AssetCheckResult:
+def _rejected_check(summary: "BatchSummary", feed: str) -> dg.AssetCheckResult:
     rejected = [o for o in summary.outcomes if o.feed == feed and o.status == "REJECTED"]
     rows = [
         (o.smo_id, o.file_name, o.error_count, o.report_path) for o in rejected[:FAILURES_SHOWN]
@@ -149,7 +156,7 @@ def _rejected_check(summary: BatchSummary, feed: str) -> dg.AssetCheckResult:
     )
 
 
-def _unprocessed_check(summary: BatchSummary) -> dg.AssetCheckResult:
+def _unprocessed_check(summary: "BatchSummary") -> dg.AssetCheckResult:
     unmatched = [o for o in summary.outcomes if o.feed is None]
     rows = [(o.smo_id, o.file_name, o.report_path) for o in unmatched[:FAILURES_SHOWN]]
     rows += [("", str(path), why) for path, why in summary.skipped[:FAILURES_SHOWN]]
@@ -176,6 +183,8 @@ def _unprocessed_check(summary: BatchSummary) -> dg.AssetCheckResult:
     description="Runs every ready inbox file through the delivery gate into the warehouse.",
 )
 def smo_deliveries(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse):
+    from ingest.inbox import process_inbox
+
     crash_point("smo_deliveries")
     settings = load_settings()
     started = time.perf_counter()
