@@ -431,13 +431,15 @@ def validate_relation(
     rules: MartRules,
     previous_entities: set[str] | None = None,
     sql_findings: list[Finding] | None = None,
+    expectations: list[dict] | None = None,
 ) -> Outcome:
-    """Validate a mart's latest week on a DuckDB connection: its suite (`gx_sql`), what BI users
-    may see, and `previous_entities` from the last publish, if any; `sql_findings`: the rules
-    over every week (`check_finite`, `check_small_cells`)."""
+    """Validate a mart's latest week on a DuckDB connection: its suite (`expectations`, built
+    from `rules` if not given; run by `gx_sql`), what BI users may see, and `previous_entities`
+    from the last publish, if any; `sql_findings`: the rules over every week (`check_finite`,
+    `check_small_cells`)."""
     with latest_week(con, relation, rules.withheld) as latest:
         rows = con.execute(f"select count(*) from {latest}").fetchall()[0][0]
-        findings = [_finding(e, r) for e, r in evaluate(con, latest, suite(rules))]
+        findings = [_finding(e, r) for e, r in evaluate(con, latest, expectations or suite(rules))]
         findings += _only_what_bi_users_may_see(con, latest, rules)
         if rules.entity and previous_entities:
             present = entities(con, latest, rules.entity)

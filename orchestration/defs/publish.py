@@ -105,7 +105,7 @@ def _mart_outcome(con, mart: str) -> Outcome:
     previous = published_entities(con, publish_db, mart, rules.entity) if publish_db else None
     finite = check_finite(con, f"marts.{mart}", rules.keys)
     finite += check_small_cells(con, f"marts.{mart}", rules)
-    return validate_relation(con, f"marts.{mart}", rules, previous, finite)
+    return validate_relation(con, f"marts.{mart}", rules, previous, finite, SUITES[mart])
 
 
 def _freshness_outcome(con) -> Outcome:
