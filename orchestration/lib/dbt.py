@@ -31,8 +31,9 @@ from packaging import version
 from core.settings import DBT_PROJECT_DIR
 
 #: The dbt CLI installed beside this interpreter, so a non-activated venv (`.venv/bin/dagster dev`)
-#: still finds it.
-DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+#: still finds it: `smo-dbt` (orchestration/lib/dbt_cli.py), dbt's command line whose saved parse
+#: state holds for a warehouse at any path (tests and benchmarks skip a full parse per build).
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("smo-dbt"))
 
 if shutil.which("dbt") is None:
     # dagster-dbt's dev-time parse (`prepare_if_dev` under `dagster dev`) runs the `dbt` found on
@@ -53,10 +54,18 @@ class InPlacePreparer(DagsterDbtProjectPreparer):
     dagster-dbt's preparer marks every seed as changed in `partial_parse.msgpack`, for projects
     parsed in one place and run in another (a seed's stored root path would be wrong there).
     This project is parsed where it runs (`make setup`, `dagster dev`), and the marking made
-    every `dbt build` re-parse the seeds and the models reading them (1.5-5 s a build)."""
+    every `dbt build` re-parse the seeds and the models reading them (1.5-5 s a build). It parses
+    with `smo-dbt`, as the builds run (`DBT_EXECUTABLE`)."""
 
     def _invalidate_seeds_in_partial_parse(self, project: DbtProject) -> None:
         return None
+
+    def _prepare_manifest(self, project: DbtProject) -> None:
+        """`dbt parse` with the pipeline's own dbt (`DBT_EXECUTABLE`), so that the saved state
+        is one its builds accept."""
+        WarehouseDbtResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
+            self._prepare_project_cli_args, target_path=project.target_path
+        ).wait()
 
 
 class WarehouseDbtResource(DbtCliResource):
