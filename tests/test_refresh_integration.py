@@ -300,7 +300,7 @@ def test_a_failing_expectation_blocks_the_publish_and_keeps_the_last_one(
         ).fetchall()
     assert set(per_gate) == {"delivery", "warehouse", "publish"}
     assert per_gate["delivery"] == len(FEEDS)  # the contract of each feed's current rows
-    assert per_gate["warehouse"] > 100  # every dbt data test and unit test
+    assert per_gate["warehouse"] > 100  # every dbt data test (unit tests: test_dbt_unit_tests.py)
     assert (
         "marts/site_enrollment",
         "expect_previously_published_entities_present(smo_id+study_id+site_id)",

@@ -17,7 +17,13 @@ from core.settings import load_settings
 from core.tables import markdown_table
 from core.warehouse_lock import WarehouseLocked, is_lock_conflict, lock_holder
 from ingest.retraction import WAREHOUSE_RULE, pull_delivery
-from orchestration.lib.dbt import dbt_project, load_manifest, prune_run_targets, translator
+from orchestration.lib.dbt import (
+    BUILD_EXCLUDES,
+    dbt_project,
+    load_manifest,
+    prune_run_targets,
+    translator,
+)
 from orchestration.lib.isolation import attribute, publish_preflight
 from orchestration.lib.rebuild_fingerprint import (
     fingerprint,
@@ -50,7 +56,8 @@ MAX_PULL_ROUNDS = 2
 
 
 def warehouse_gate_rows(run_results: dict, manifest: dict, run_id: str) -> list[dict]:
-    """One ops.gate_results row per dbt data test and unit test of a build."""
+    """One ops.gate_results row per dbt test of a build (data tests; a refresh's build leaves
+    unit tests out, `BUILD_EXCLUDES`, but a build by hand that runs them records them too)."""
     nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
     rows = []
     for result in run_results.get("results", []):
@@ -93,18 +100,25 @@ def last_gate_outcomes(con, run_id: str) -> dict[str, tuple[bool, str | None]]:
 def with_row_counts(con, events: list, assets_def: dg.AssetsDefinition) -> list:
     """Each model's materialization with its row count (`dagster/row_count`), counted here
     after dbt closed the file: dagster-dbt's `fetch_row_counts()` counts while dbt still holds
-    the one writer's lock. The asset key is the relation (`[schema, table]`, the translator)."""
+    the one writer's lock. The asset key is the relation (`[schema, table]`, the translator).
+    Every relation is counted in one query (one round trip, not one per model)."""
     keys = {name: key for key, name in assets_def.output_names_by_entity_key.items()}
-    counted = []
-    for event in events:
-        if isinstance(event, dg.Output):
-            schema, table = keys[event.output_name].path
-            (rows,) = con.execute(f'select count(*) from "{schema}"."{table}"').fetchall()[0]
-            event = event.with_metadata(
-                {**event.metadata, "dagster/row_count": dg.MetadataValue.int(rows)}
-            )
-        counted.append(event)
-    return counted
+    built = [e.output_name for e in events if isinstance(e, dg.Output)]
+    counts: dict[str, int] = {}
+    if built:
+        query = " union all ".join(
+            f'select {i} as i, count(*) as n from "{keys[name].path[0]}"."{keys[name].path[1]}"'
+            for i, name in enumerate(built)
+        )
+        counts = {built[i]: n for i, n in con.execute(query).fetchall()}
+    return [
+        e.with_metadata(
+            {**e.metadata, "dagster/row_count": dg.MetadataValue.int(counts[e.output_name])}
+        )
+        if isinstance(e, dg.Output)
+        else e
+        for e in events
+    ]
 
 
 def _failure_summary(run_results: dict, pulled: list) -> str:
@@ -131,7 +145,7 @@ def _dbt_build(
     start = time.monotonic()
     while True:
         warehouse.wait_until_free("dbt build", max(0.0, bound - (time.monotonic() - start)))
-        invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+        invocation = dbt.cli(["build", *BUILD_EXCLUDES], context=context, raise_on_error=False)
         events = list(invocation.stream())
         error = invocation.get_error()
         if error is None or not is_lock_conflict(str(error)):

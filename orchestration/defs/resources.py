@@ -1,9 +1,8 @@
 """Resources and the executor, bound once for every asset in the code location."""
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
-from orchestration.lib.dbt import DBT_EXECUTABLE, dbt_project
+from orchestration.lib.dbt import DBT_EXECUTABLE, WarehouseDbtResource, dbt_project
 from orchestration.lib.run_health import in_process_releasing_dead_runs
 from orchestration.lib.warehouse import DuckDBWarehouse
 
@@ -13,7 +12,7 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "warehouse": DuckDBWarehouse(),
-            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+            "dbt": WarehouseDbtResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
         },
         # In-process on purpose: every step writes the one DuckDB file (so steps could not run in
         # parallel anyway) and a process per step would pay the dagster_dbt/GX imports each time.
