@@ -1,6 +1,6 @@
 # Everything a fresh machine needs, from only Python 3.11+ and pip.
 #   make demo   run the full oversight refresh on the embedded default data (VERBOSE=1: full logs)
-#   make test   ruff + the whole pytest suite
+#   make test   ruff + the whole pytest suite (2 workers; PYTEST_WORKERS=0 for one process)
 #   make dev    Dagster UI (dagster dev) on http://127.0.0.1:3000
 #   make bench  end-to-end refresh benchmark (BENCH_ARGS="--scales 1 4" for a subset)
 SHELL := /bin/bash
@@ -64,8 +64,15 @@ browser:
 				>/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"; \
 		else echo "chromium not installed (needs root and apt-get): the browser test will skip"; fi; }
 
+# Both cores: PYTEST_WORKERS pytest-xdist workers (0: one process), each module whole to one
+# worker, the slowest modules first (tests/conftest.py); property tests capped (the conftest's
+# make-test hypothesis profile); temporary folders in memory where /dev/shm exists
+# (TEST_TMPDIR): Dagster's event log and DuckDB sync to disk at every commit.
+PYTEST_WORKERS ?= 2
+TEST_TMPDIR ?= $(if $(wildcard /dev/shm/.),/dev/shm)
 test: setup lint browser
-	$(RUN) pytest
+	$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) $(RUN) pytest -n $(PYTEST_WORKERS) \
+		--dist loadscope --no-loadscope-reorder --hypothesis-profile=make-test
 
 # Generates the portfolios once (var/bench/, ~7 min), then ~40 min on 2 cores (3 alternating
 # refresh/floor pairs per scale; BENCH_ARGS="--reps 1" for a quick look); results in

@@ -20,19 +20,34 @@ def _run_refresh(instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteJobResult:
     return dg.execute_job(dg.reconstructable(refresh_job), instance=instance, **kwargs)
 
 
-def _checks(result, passed: bool | None = None) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+def _checks(
+    evaluations: list[dg.AssetCheckEvaluation], passed: bool | None = None
+) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
     return {
         (c.asset_key.to_user_string(), c.check_name): c
-        for c in result.get_asset_check_evaluations()
+        for c in evaluations
         if passed is None or c.passed == passed
     }
 
 
 def test_full_refresh_loads_every_feed_and_builds_staging(
-    project_env: Path, data_dir: Path, dagster_instance
+    refreshed_portfolio: Path, tmp_path: Path
 ):
-    result = _run_refresh(dagster_instance)
-    assert result.success
+    """The first refresh of the small portfolio is the shared fixture's (`refreshed_portfolio`,
+    the same job on a fresh warehouse): its run is read back from its Dagster home, not run
+    again."""
+    project_env, data_dir = refreshed_portfolio, refreshed_portfolio / "data"
+    home = shutil.copytree(refreshed_portfolio / "dagster_home", tmp_path / "dagster_home")
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        run_id = run.run_id
+        evaluations = [
+            event.dagster_event.asset_check_evaluation_data
+            for event in instance.all_logs(
+                run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            )
+        ]
 
     with duckdb.connect(str(project_env / "warehouse.duckdb"), read_only=True) as con:
         statuses = dict(
@@ -70,10 +85,10 @@ def test_full_refresh_loads_every_feed_and_builds_staging(
 
     with duckdb.connect(str(project_env / "publish" / "oversight.duckdb"), read_only=True) as con:
         tables = {t for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()}
-        (run_id,) = con.execute("select dagster_run_id from meta").fetchall()[0]
-    assert run_id == result.run_id and {"site_flags", "smo_scorecard", "meta"} <= tables
+        (published_run,) = con.execute("select dagster_run_id from meta").fetchall()[0]
+    assert published_run == run_id and {"site_flags", "smo_scorecard", "meta"} <= tables
 
-    checks = _checks(result)
+    checks = _checks(evaluations)
     assert checks[("raw/subjects", "contract")].passed
     assert checks[("raw/subjects", "deliveries_rejected")].passed
     assert all(c.passed for c in checks.values())
@@ -87,7 +102,7 @@ def test_rejected_delivery_warns_with_its_report_and_the_run_goes_on(
     bad.write_bytes(bad.read_bytes().replace(b";", b"|"))
     result = _run_refresh(dagster_instance)
     assert result.success
-    warned = _checks(result, passed=False)
+    warned = _checks(result.get_asset_check_evaluations(), passed=False)
     # The SMO's visits of that week are accepted while its subjects fall back to the previous
     # snapshot, so visits of subjects screened that week have no site yet: a warning, not a stop.
     assert set(warned) - {
@@ -110,7 +125,7 @@ def test_contract_violation_in_current_rows_blocks_downstream(
                     "(select subject_id from raw.subjects limit 1)")  # fmt: skip
         con.execute("drop view staging.stg_smo__subjects")
     result = _run_refresh(dagster_instance, raise_on_error=False)
-    failed = _checks(result, passed=False)
+    failed = _checks(result.get_asset_check_evaluations(), passed=False)
     assert failed[("raw/subjects", "contract")].severity == dg.AssetCheckSeverity.ERROR
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
                     if e.asset_key}  # fmt: skip
@@ -275,7 +290,7 @@ def test_a_failing_expectation_blocks_the_publish_and_keeps_the_last_one(
             con.execute(f"delete from raw.{feed} where site_id = ?", [site])
     second = _run_refresh(dagster_instance, raise_on_error=False)
     assert not second.success
-    failed = _checks(second, passed=False)
+    failed = _checks(second.get_asset_check_evaluations(), passed=False)
     assert ("marts/site_enrollment", "publish_gate") in failed
     assert {name for _, name in failed} == {"publish_gate"}
     check = failed[("marts/site_enrollment", "publish_gate")]

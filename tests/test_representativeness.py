@@ -10,7 +10,7 @@ import json
 import duckdb
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from core.settings import DBT_PROJECT_DIR
@@ -95,7 +95,7 @@ def test_two_small_cells_protect_each_other_without_a_complement(suppression_sql
     assert [r[4] for r in rows] == [True, True, False]
 
 
-@settings(max_examples=300, deadline=None)
+# examples: the conftest's hypothesis profile (300 in a plain `pytest`, 100 in `make test`)
 @given(
     st.dictionaries(
         st.sampled_from(["a", "b", "c", "d"]),
