@@ -102,21 +102,28 @@ def refreshed_portfolio(tmp_path_factory: pytest.TempPathFactory, small_portfoli
     """The small portfolio after one successful refresh: warehouse, data and publish (read-only;
     tests take a copy through `refreshed_env`). Saves a full refresh in every test that starts
     from a published state; its run stays in `dagster_home` for tests that read its events."""
-    from orchestration.demo import refresh_job
 
     def refresh(root: Path) -> None:
         shutil.copytree(small_portfolio, root / "data")
-        (root / "dagster_home").mkdir()
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("SMO_WAREHOUSE_PATH", str(root / "warehouse.duckdb"))
-            mp.setenv("SMO_DATA_DIR", str(root / "data"))
-            mp.setenv("SMO_PUBLISH_DIR", str(root / "publish"))
-            mp.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
-            with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
-                result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
-                assert result.success, "the first refresh of the small portfolio failed"
+        refresh_folder(root, "the first refresh of the small portfolio")
 
     return built_once(tmp_path_factory, "refreshed", refresh)
+
+
+def refresh_folder(root: Path, what: str) -> None:
+    """One full refresh of the deliveries in `root/data`, with the warehouse, publish folder and
+    Dagster home (its run kept for tests that read its events) all under `root`."""
+    from orchestration.demo import refresh_job
+
+    (root / "dagster_home").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SMO_WAREHOUSE_PATH", str(root / "warehouse.duckdb"))
+        mp.setenv("SMO_DATA_DIR", str(root / "data"))
+        mp.setenv("SMO_PUBLISH_DIR", str(root / "publish"))
+        mp.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
+        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+            result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
+            assert result.success, f"{what} failed"
 
 
 @pytest.fixture

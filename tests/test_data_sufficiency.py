@@ -15,7 +15,6 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
@@ -23,6 +22,7 @@ from core.settings import PROJECT_ROOT
 from expectations.feeds import FEEDS, SMO_FEEDS
 from synthetic.generate import DEFAULT_END, generate
 from synthetic.portfolio import Scale, build_portfolio
+from tests.conftest import refresh_folder
 
 CONTRACTS = PROJECT_ROOT / "dbt_project" / "seeds" / "smo_feed_contracts.csv"
 REQUIRED_INPUTS = PROJECT_ROOT / "dbt_project" / "seeds" / "kpi_required_inputs.csv"
@@ -82,19 +82,9 @@ def test_withheld_feeds_and_columns_leave_the_files_and_the_profile():
 def warehouse(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
-    from orchestration.demo import refresh_job
-
     root = tmp_path_factory.mktemp("sufficiency")
     generate(root / "data", scale=0.25, weeks=3, seed=11, withheld=WITHHELD)
-    (root / "dagster_home").mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SMO_WAREHOUSE_PATH", str(root / "warehouse.duckdb"))
-        mp.setenv("SMO_DATA_DIR", str(root / "data"))
-        mp.setenv("SMO_PUBLISH_DIR", str(root / "publish"))
-        mp.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
-        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
-            result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
-            assert result.success, "the refresh with withheld feeds failed"
+    refresh_folder(root, "the refresh with withheld feeds")
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
         yield con, root / "publish"
 

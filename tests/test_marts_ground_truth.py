@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.demo import refresh_job
 from synthetic.portfolio import PLANTED_ROLE_KRI
+from tests.conftest import refresh_folder
 from tests.test_non_finite import non_finite_cells
 
 pytestmark = pytest.mark.integration
@@ -40,15 +39,7 @@ def demo(demo_root: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict]]:
 
     root = demo_root
     truth = generate(root / "data", scale="demo", weeks=8, seed=7)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SMO_WAREHOUSE_PATH", str(root / "warehouse.duckdb"))
-        mp.setenv("SMO_DATA_DIR", str(root / "data"))
-        mp.setenv("SMO_PUBLISH_DIR", str(root / "publish"))
-        mp.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
-        (root / "dagster_home").mkdir()
-        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
-            result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
-            assert result.success
+    refresh_folder(root, "the refresh of the demo portfolio")
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
         yield con, truth
 
