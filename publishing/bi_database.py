@@ -36,15 +36,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 
 from core.crash_points import crash_point
-
-if TYPE_CHECKING:  # pandas and pyarrow load when a publish writes, not with the definitions
-    import pandas as pd
-
 
 PUBLISHED_NAME = "oversight.duckdb"
 PARQUET_DIR = "parquet"
@@ -179,28 +174,6 @@ def code_version(project_root: Path) -> str:
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def read_published(publish_dir: Path, table: str) -> pd.DataFrame | None:
-    """The latest as-of week of a table of the current publish (all of it when it has no
-    as_of_date); None before the first publish or if the publish lacks the table."""
-    path = published_path(publish_dir)
-    if not path.exists():
-        return None
-    with duckdb.connect(str(path), read_only=True) as con:
-        columns = {
-            c for (c,) in con.execute(
-                "select column_name from duckdb_columns() where table_name = ?", [table]
-            ).fetchall()
-        }  # fmt: skip
-        if not columns:
-            return None
-        latest = (
-            f' where as_of_date = (select max(as_of_date) from "{table}")'
-            if "as_of_date" in columns
-            else ""
-        )
-        return con.execute(f'select * from "{table}"{latest}').df()
 
 
 def _published_meta(publish_dir: Path, column: str) -> str | None:
