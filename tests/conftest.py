@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from hypothesis import settings
 
 from core.settings import PROJECT_ROOT
+from orchestration.instance import INSTANCE_CONFIG
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
@@ -34,9 +38,21 @@ def project_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@contextmanager
+def project_instance(home: Path | str | None = None) -> Iterator[dg.DagsterInstance]:
+    """A test instance on the project's `dagster.yaml` (its event log storage and pools), as
+    production runs: Dagster's test default opens a new SQLite connection for every event, ~4 s
+    of a test refresh. `home`: where its storage lives (a temporary folder when None)."""
+    overrides = yaml.safe_load(INSTANCE_CONFIG.read_text())
+    with ExitStack() as stack:
+        if home is None:
+            home = stack.enter_context(tempfile.TemporaryDirectory())
+        yield stack.enter_context(dg.instance_for_test(temp_dir=str(home), overrides=overrides))
+
+
 @pytest.fixture
 def dagster_instance(project_env: Path) -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test(temp_dir=str(project_env / "dagster_home")) as instance:
+    with project_instance(project_env / "dagster_home") as instance:
         yield instance
 
 
@@ -121,7 +137,7 @@ def refresh_folder(root: Path, what: str) -> None:
         mp.setenv("SMO_DATA_DIR", str(root / "data"))
         mp.setenv("SMO_PUBLISH_DIR", str(root / "publish"))
         mp.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
-        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+        with project_instance(root / "dagster_home") as instance:
             result = dg.execute_job(dg.reconstructable(refresh_job), instance=instance)
             assert result.success, f"{what} failed"
 

@@ -19,6 +19,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from core.settings import PROJECT_ROOT
 from orchestration.definitions import defs
 from orchestration.lib.unchanged_checks import UNCHANGED_SINCE
+from tests.conftest import project_instance
 
 SKIP_LINE = "Nothing dbt reads has changed"
 
@@ -87,7 +88,7 @@ def _latest_materializations(instance: dg.DagsterInstance, keys) -> dict:
 def test_mart_materializations_carry_their_row_count(
     refreshed_env: Path, refreshed_portfolio: Path
 ):
-    with dg.instance_for_test(temp_dir=str(_copy_instance(refreshed_portfolio, refreshed_env))) as instance:  # fmt: skip
+    with project_instance(_copy_instance(refreshed_portfolio, refreshed_env)) as instance:  # fmt: skip
         marts = [
             key
             for key in instance.get_asset_keys()
@@ -127,7 +128,7 @@ def test_quiet_week_reports_every_check_passed_without_warnings(
     caught = _Warnings()
     loggers = [logging.getLogger(), logging.getLogger("dagster")]
     home = _copy_instance(refreshed_portfolio, refreshed_env)
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
+    with project_instance(home) as instance:
         (first,) = instance.get_run_records()
         for logger in loggers:
             logger.addHandler(caught)

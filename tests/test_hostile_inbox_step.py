@@ -13,6 +13,7 @@ import yaml
 
 from synthetic.bad_deliveries import write_valid_deliveries
 from synthetic.dialects import DIALECTS
+from tests.conftest import project_instance
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,7 +46,7 @@ def test_sensor_and_step_survive_a_hostile_inbox(project_env: Path, tmp_path: Pa
         shutil.copy2(valid["SMO-AMERICAS"][feed], americas)
     (data / "inbox" / "SMO-LINKED").symlink_to(iberia, target_is_directory=True)
 
-    with dg.instance_for_test() as instance:
+    with project_instance() as instance:
         request = inbox_sensor(dg.build_sensor_context(instance=instance))
         assert isinstance(request, dg.RunRequest) and request.tags["inbox_files"] == "7"
         again = inbox_sensor(dg.build_sensor_context(instance=instance))

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from orchestration.defs import automation
+from tests.conftest import project_instance
 
 
 def test_weekly_refresh_defaults_to_monday_0600_utc_and_runs_the_whole_graph():
@@ -81,7 +82,7 @@ def test_a_failed_run_is_posted_to_the_webhook(webhook, monkeypatch):
     url, received = webhook
     monkeypatch.setenv("SMO_ALERT_WEBHOOK_URL", url)
     monkeypatch.setenv("SMO_DAGSTER_UI_URL", "http://dagster.example:3000/")
-    with dg.instance_for_test() as instance:
+    with project_instance() as instance:
         context = _failure_context(instance)
         automation.run_failure_alert(context)
         run_id = context.dagster_run.run_id
@@ -95,13 +96,13 @@ def test_a_failed_run_is_posted_to_the_webhook(webhook, monkeypatch):
 
 def test_an_unreachable_webhook_does_not_hide_the_failure(monkeypatch):
     monkeypatch.setenv("SMO_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/unreachable")
-    with dg.instance_for_test() as instance:
+    with project_instance() as instance:
         automation.run_failure_alert(_failure_context(instance))  # logs, does not raise
 
 
 def test_without_a_webhook_the_failure_is_only_logged(webhook, monkeypatch):
     _, received = webhook
     monkeypatch.delenv("SMO_ALERT_WEBHOOK_URL", raising=False)
-    with dg.instance_for_test() as instance:
+    with project_instance() as instance:
         automation.run_failure_alert(_failure_context(instance))
     assert received == []

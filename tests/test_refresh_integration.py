@@ -12,6 +12,7 @@ import pytest
 
 from expectations.feeds import FEEDS
 from orchestration.demo import refresh_job
+from tests.conftest import project_instance
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def test_full_refresh_loads_every_feed_and_builds_staging(
     again."""
     project_env, data_dir = refreshed_portfolio, refreshed_portfolio / "data"
     home = shutil.copytree(refreshed_portfolio / "dagster_home", tmp_path / "dagster_home")
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
+    with project_instance(home) as instance:
         [run] = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.SUCCESS
         run_id = run.run_id
@@ -194,7 +195,7 @@ def test_inbox_sensor_requests_a_run_only_for_ready_files(
     from orchestration.defs.automation import inbox_sensor
 
     monkeypatch.setenv("SMO_INBOX_SETTLE_SECONDS", "0")
-    with dg.instance_for_test() as instance:
+    with project_instance() as instance:
         request = inbox_sensor(dg.build_sensor_context(instance=instance))
         assert isinstance(request, dg.RunRequest) and request.run_key
         again = inbox_sensor(dg.build_sensor_context(instance=instance))

@@ -20,6 +20,7 @@ from ingest.registry import RegistryClient, RegistryError, ReplaySource
 from ingest.registry import store as registry_store
 from orchestration.defs.registry import registry_studies
 from orchestration.lib.warehouse import DuckDBWarehouse
+from tests.conftest import project_instance
 
 AUD = "Alcohol Use Disorder (AUD)"
 
@@ -226,7 +227,7 @@ def test_the_registry_step_warns_naming_the_study_and_succeeds(
             json.dumps({"request": {"params": params}, "pages": ["<html>oops</html>"]})
         )
     monkeypatch.setenv("SMO_REGISTRY_NCT_IDS", ",".join(ids))
-    with dg.instance_for_test() as instance:
+    with project_instance() as instance:
         result = dg.materialize(
             [registry_studies], resources={"warehouse": DuckDBWarehouse()}, instance=instance
         )

@@ -9,12 +9,13 @@ import duckdb
 
 from orchestration.defs.registry import registry_studies
 from orchestration.lib.warehouse import DuckDBWarehouse
+from tests.conftest import project_instance
 
 
 def test_registry_asset_reports_what_it_fetched(project_env, data_dir, monkeypatch):
     monkeypatch.setenv("SMO_REGISTRY_NCT_IDS", ",".join(
         json.loads((data_dir / "ground_truth.json").read_text())["registry"]["portfolio_nct_ids"]))  # fmt: skip
-    with dg.instance_for_test() as instance:
+    with project_instance() as instance:
         result = dg.materialize(
             [registry_studies], resources={"warehouse": DuckDBWarehouse()}, instance=instance
         )
@@ -33,7 +34,7 @@ def test_registry_asset_reports_what_it_fetched(project_env, data_dir, monkeypat
 
     # Again, with the registry's data timestamp unchanged: nothing is asked or stored, the flat
     # tables stay as they are and say how many rows they hold.
-    with dg.instance_for_test() as instance:
+    with project_instance() as instance:
         again = dg.materialize(
             [registry_studies], resources={"warehouse": DuckDBWarehouse()}, instance=instance
         )
@@ -53,7 +54,7 @@ def test_an_unreadable_registry_warns_stores_nothing_and_keeps_the_previous_snap
     monkeypatch.setenv("SMO_REGISTRY_NCT_IDS", "NCT90000001")
     version = data_dir / "registry" / "version.json"
     version.write_text('{"dataTimestamp": "2026-11-')  # truncated
-    with dg.instance_for_test() as instance:
+    with project_instance() as instance:
         result = dg.materialize([registry_studies], resources={"warehouse": DuckDBWarehouse()},
                                 instance=instance, raise_on_error=False)  # fmt: skip
     # The step does not fail (so dbt and the publish run for the SMOs); the warning says why.
