@@ -382,19 +382,6 @@ def gate_and_publish_floor(root: Path, work: Path) -> tuple[float, float]:
 # -- one scale ------------------------------------------------------------------------------
 
 
-def prepare_manifest(warehouse: Path) -> None:
-    """Parse the dbt project against this warehouse path, as `make` does for the default one, so
-    the runs use dbt's partial parsing like production instead of re-parsing every time."""
-    subprocess.run(
-        [str(Path(sys.executable).with_name("dagster-dbt")), "project", "prepare-and-package",
-         "--file", "orchestration/lib/dbt.py"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "SMO_WAREHOUSE_PATH": str(warehouse),
-             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-        check=True, capture_output=True,
-    )  # fmt: skip
-
-
 def floor(root: Path, source: Path, files: list[Path], run_id: str) -> dict[str, float]:
     """The floor of the weekly refresh just run in `root`, per stage."""
     work = root / "floor"
@@ -442,7 +429,8 @@ def bench_scale(scale: str, weeks: int, seed: int, reps: int, profile: bool = Fa
         shutil.copytree(source / folder, root / "data" / folder)
     for stale in DBT_TARGET.glob("warehouse_models-*"):
         shutil.rmtree(stale, ignore_errors=True)  # one folder per dbt run piles up otherwise
-    prepare_manifest(root / "warehouse.duckdb")
+    # No parse per scale: `make setup` parsed with `smo-dbt`, whose saved state holds for a
+    # warehouse at any path named warehouse.duckdb (orchestration/lib/dbt_cli.py).
 
     print(f"\n== {scale}: bootstrap with the deliveries of {dates[:-1]} ...")
     deliver(source, root, [f for d in dates[:-1] for f in files_of(source, d)])
@@ -520,13 +508,10 @@ def main() -> None:
     results = []
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    try:
-        for scale in args.scales:
-            results.append(bench_scale(scale, args.weeks, args.seed, args.reps, args.profile))
-            _write(results, stamp)
-            print("\n" + report.summary_line(results[-1]["summary"]))
-    finally:  # back to the default warehouse path `make demo` and `make dev` parse against
-        prepare_manifest(PROJECT_ROOT / "var" / "warehouse.duckdb")
+    for scale in args.scales:
+        results.append(bench_scale(scale, args.weeks, args.seed, args.reps, args.profile))
+        _write(results, stamp)
+        print("\n" + report.summary_line(results[-1]["summary"]))
     print("")
     for result in results:
         print(report.summary_line(result["summary"]))

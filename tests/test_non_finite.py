@@ -94,7 +94,9 @@ def test_nan_planted_in_a_mart_fails_its_gate_and_the_previous_publish_stays(
 
 def test_the_preflight_blames_nan_on_the_smo_whose_delivery_brought_it(refreshed_env: Path):
     """The same rule in SQL before the gate: a NaN in one SMO's rows of the latest week is
-    blamed on that SMO's current deliveries of the mart's feeds, naming the key."""
+    blamed on that SMO's current deliveries of the mart's feeds, naming the key. A NaN in a
+    column with a range (a share in 0..1) is the finite rule's only, as in the gate: not also a
+    range violation (NaN sorts above every number in DuckDB)."""
     from orchestration.lib.dbt import load_manifest
     from orchestration.lib.isolation import publish_preflight
 
@@ -105,7 +107,8 @@ def test_the_preflight_blames_nan_on_the_smo_whose_delivery_brought_it(refreshed
             "(select max(as_of_date) from marts.site_payments) order by all limit 1"
         ).fetchone()
         con.execute(
-            "update marts.site_payments set cost_per_randomized = 'nan'::double "
+            "update marts.site_payments set cost_per_randomized = 'nan'::double, "
+            "paid_within_terms_share = 'nan'::double "
             "where site_id = ? and as_of_date = (select max(as_of_date) from marts.site_payments)",
             [site],
         )
@@ -119,6 +122,11 @@ def test_the_preflight_blames_nan_on_the_smo_whose_delivery_brought_it(refreshed
     }
     assert {owners[d][0] for d in blamed} == {smo}
     assert "payments" in {owners[d][1] for d in blamed}
-    [check] = [c for c in next(iter(blamed.values())) if "publish finite" in c.check_name]
-    assert check.check_name.endswith("site_payments.cost_per_randomized")
+    finite = {c.check_name.rsplit(".", 1)[-1]: c for c in next(iter(blamed.values()))
+              if "publish finite" in c.check_name}  # fmt: skip
+    assert set(finite) == {"cost_per_randomized", "paid_within_terms_share"}
+    check = finite["cost_per_randomized"]
     assert f"site_id={site}" in check.example and "nan" in check.example
+    ranges = [c.check_name for checks in outcome.culprits.values() for c in checks
+              if "publish range" in c.check_name]  # fmt: skip
+    assert ranges == [], f"NaN reported as out of range too: {ranges}"

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import duckdb
 
+from expectations.gx_sql import SQL_FORMS, quote
 from ingest.retraction import FailedCheck, current_since
+
+#: The publish gate's range rule in SQL (expectations/gx_sql.py), so the preflight and the gate
+#: cannot disagree on what is out of range.
+BETWEEN = SQL_FORMS["expect_column_values_to_be_between"]
 
 #: Failing rows read back per test to find the SMOs (the test's own count is reported too).
 ROWS_READ = 10_000
@@ -224,17 +229,21 @@ def publish_preflight(
             study = "study_id" if "study_id" in columns else "null::varchar"
             feeds = raw_feeds_of(manifest, node["unique_id"])
             # Every range of the mart in one scan (this runs after every build with new
-            # deliveries): one row per (row, violated column).
+            # deliveries): one row per (row, violated column). The range test is the publish
+            # gate's own SQL form (NaN is left to the finite rule below, as in the gate).
+            described = con.execute(f"describe {relation}").fetchall()
+            types = {r[0]: r[1] for r in described}
             violated = []
             for column, (low, high) in sorted(rules.ranges.items()):
-                bounds = [f"{column} < {low}" if low is not None else None,
-                          f"{column} > {high}" if high is not None else None]  # fmt: skip
-                where = " or ".join(b for b in bounds if b)
-                if where and column in columns:
-                    violated.append(
-                        f"case when {where} then {{'column': '{column}', "
-                        f"'value': {column}::varchar}} end"
-                    )
+                if column not in types or (low is None and high is None):
+                    continue
+                where = BETWEEN.unexpected(
+                    {"column": column, "min_value": low, "max_value": high}, types
+                )
+                violated.append(
+                    f"case when {where} then {{'column': '{column}', "
+                    f"'value': {quote(column)}::varchar}} end"
+                )
             if violated:
                 found = con.execute(
                     f"""
@@ -252,7 +261,7 @@ def publish_preflight(
                     low, high = rules.ranges[column]
                     rule = f"publish range {low}..{high}"
                     _add(outcome, ledger, rows, feeds, rule, mart, column)
-            floating = floating_columns(con.execute(f"describe {relation}").fetchall())
+            floating = floating_columns(described)
             sql = non_finite_sql(latest, floating, rules.keys, carry=("smo_id", study))
             non_finite: dict[str, list[tuple]] = {}
             for smo, study_id, column, value, key in con.execute(sql).fetchall() if sql else []:
