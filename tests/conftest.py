@@ -47,6 +47,7 @@ def project_instance(home: Path | str | None = None) -> Iterator[dg.DagsterInsta
     with ExitStack() as stack:
         if home is None:
             home = stack.enter_context(tempfile.TemporaryDirectory())
+        Path(home).mkdir(parents=True, exist_ok=True)
         # the event log in this home (the class defaults to $DAGSTER_HOME's, production's home)
         overrides["event_log_storage"]["config"] = {"base_dir": str(Path(home, "history", "runs"))}
         yield stack.enter_context(dg.instance_for_test(temp_dir=str(home), overrides=overrides))

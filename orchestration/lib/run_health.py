@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration.lib import pool_wait  # noqa: F401 - a run waiting for a pool slot sleeps
 from orchestration.lib.warehouse import refresh_snapshot
 
 HOST_TAG = "smo/worker_host"
