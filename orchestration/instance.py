@@ -1,7 +1,8 @@
 """Dagster instance home: where run history, logs and schedules' state persist.
 
 `DAGSTER_HOME` defaults to `.dagster_home/` in the project root (git-ignored); production sets it
-to a persistent directory. The project's `dagster.yaml` (pool limits) is copied in when missing.
+to a persistent directory. The project's `dagster.yaml` (pool limits, event log) is written in
+when missing, with that home's event log folder filled in (`instance_config`).
 `open_instance` creates the instance's storage under a file lock: two runs launched together on a
 fresh home (two `make demo`) would otherwise both create the SQLite tables and one would fail
 (`table secondary_indexes already exists`).
@@ -11,14 +12,26 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 from core.settings import PROJECT_ROOT
 
 INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")
+
+
+def instance_config(home: Path) -> dict:
+    """The project's `dagster.yaml` for the instance in `home`, its event log folder
+    (`history/runs/`, where Dagster keeps it) written out: Dagster gives a custom event log
+    storage only its own config, so without it the storage falls back to `$DAGSTER_HOME`'s, and
+    a home opened by path (`InstanceRef.from_dir`) under another DAGSTER_HOME would read and
+    write that one's events."""
+    config = yaml.safe_load(INSTANCE_CONFIG.read_text())
+    config["event_log_storage"]["config"] = {"base_dir": str(home / "history" / "runs")}
+    return config
 
 
 def ensure_dagster_home() -> Path:
@@ -26,7 +39,8 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        shutil.copyfile(INSTANCE_CONFIG, config)
+        header = f"# Written from {INSTANCE_CONFIG.relative_to(PROJECT_ROOT)} (its comments say why) for this home.\n"
+        config.write_text(header + yaml.safe_dump(instance_config(home), sort_keys=False))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

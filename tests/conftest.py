@@ -11,11 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 from hypothesis import settings
 
 from core.settings import PROJECT_ROOT
-from orchestration.instance import INSTANCE_CONFIG
+from orchestration.instance import instance_config
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
@@ -43,13 +42,11 @@ def project_instance(home: Path | str | None = None) -> Iterator[dg.DagsterInsta
     """A test instance on the project's `dagster.yaml` (its event log storage and pools), as
     production runs: Dagster's test default opens a new SQLite connection for every event, ~4 s
     of a test refresh. `home`: where its storage lives (a temporary folder when None)."""
-    overrides = yaml.safe_load(INSTANCE_CONFIG.read_text())
     with ExitStack() as stack:
         if home is None:
             home = stack.enter_context(tempfile.TemporaryDirectory())
         Path(home).mkdir(parents=True, exist_ok=True)
-        # the event log in this home (the class defaults to $DAGSTER_HOME's, production's home)
-        overrides["event_log_storage"]["config"] = {"base_dir": str(Path(home, "history", "runs"))}
+        overrides = instance_config(Path(home))
         yield stack.enter_context(dg.instance_for_test(temp_dir=str(home), overrides=overrides))
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.instance.ref import InstanceRef
 
 from core.settings import PROJECT_ROOT
-from orchestration.instance import INSTANCE_CONFIG
+from orchestration.instance import INSTANCE_CONFIG, ensure_dagster_home
 from orchestration.lib.event_log import OPEN_RUN_DATABASES, KeptOpenSqliteEventLogStorage
 
 WRITE_THEN_DIE = """
@@ -28,9 +29,9 @@ os.kill(os.getpid(), signal.SIGKILL)  # no dispose, no close: the connections di
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copyfile(INSTANCE_CONFIG, tmp_path / "dagster.yaml")
+    """A Dagster home as `make` writes it (orchestration/instance.py)."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    return tmp_path
+    return ensure_dagster_home()
 
 
 def test_the_project_instance_uses_the_kept_open_event_log_in_dagsters_own_folder(home: Path):
@@ -39,6 +40,30 @@ def test_the_project_instance_uses_the_kept_open_event_log_in_dagsters_own_folde
         assert isinstance(storage, KeptOpenSqliteEventLogStorage)
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="sites"))
     assert (home / "history" / "runs" / "index.db").is_file()  # where Dagster keeps it by default
+
+
+def test_a_home_opened_by_path_keeps_its_own_event_log_whatever_dagster_home_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Dagster gives a custom event log storage only its own config: the home's dagster.yaml
+    names its folder, or an instance opened by path would use DAGSTER_HOME's."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    home = ensure_dagster_home()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "other"))
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="staffing"))
+    assert (home / "history" / "runs" / "index.db").is_file()
+    assert not (tmp_path / "other").exists()
+    monkeypatch.delenv("DAGSTER_HOME")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        assert instance.fetch_materializations(dg.AssetKey("staffing"), limit=5).records
+
+
+def test_the_template_without_a_home_names_what_is_missing(tmp_path: Path, monkeypatch):
+    shutil.copyfile(INSTANCE_CONFIG, tmp_path / "dagster.yaml")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(Exception, match="needs DAGSTER_HOME"):
+        dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path)))
 
 
 def test_events_of_a_killed_writer_are_all_read_by_the_next_process(home: Path):

@@ -47,13 +47,19 @@ def _wal_normal_sync(dbapi_connection: sqlite3.Connection, _record: object) -> N
 class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` with one open connection per database file (see module docstring).
 
-    `base_dir` defaults to where Dagster keeps the event log of `$DAGSTER_HOME`
-    (`history/runs/`), so switching a home to this class keeps its history.
+    `base_dir` is where Dagster keeps a home's event log (`history/runs/`), so switching a home
+    to this class keeps its history; homes written by `orchestration.instance` name it, and
+    without it `$DAGSTER_HOME`'s is used.
     """
 
     def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         if base_dir is None:
+            if not os.environ.get("DAGSTER_HOME"):
+                raise dg.DagsterInvariantViolationError(
+                    "KeptOpenSqliteEventLogStorage without a base_dir needs DAGSTER_HOME: write the "
+                    "home's dagster.yaml with orchestration.instance.ensure_dagster_home"
+                )
             base_dir = os.path.join(os.environ["DAGSTER_HOME"], "history", "runs")
         super().__init__(base_dir, inst_data)
 
