@@ -49,7 +49,7 @@ BUILD_EXCLUDES = ("--exclude-resource-type", "unit_test")
 
 #: dbt's own log file (`dbt.log` in each invocation's target folder) at info level: node starts,
 #: results and errors, without every SQL statement and connection event. Writing the debug level
-#: cost 1.5-3 s of a 13 s demo-scale build (README, Performance); the compiled SQL of each node
+#: cost 1.4-3.4 s of a 13-17 s demo-scale build (README, Performance); the compiled SQL of each node
 #: stays in the same folder.
 DBT_GLOBAL_FLAGS = ["--log-level-file", "info"]
 
