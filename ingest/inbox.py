@@ -818,7 +818,7 @@ def process_file(
     loaded: Mapping[tuple[str, str], int] | None = None,
 ) -> Outcome:
     """One file through the gate into the warehouse (or quarantine). `loaded` is
-    `warehouse.loaded_deliveries_of` read once for the batch; without it the ledger is asked."""
+    `warehouse.loaded_deliveries_of` read once for the batch; without it, read here."""
     st = os.lstat(path)
     entry = classify(path, profile.smo_id, st)
     if not entry.deliverable:
@@ -835,11 +835,9 @@ def process_file(
     matched = profile.feed_for(path.name)
     feed_profile = matched[0] if matched else None
 
-    duplicate_of = (
-        loaded.get((path.name, snap.sha256))
-        if loaded is not None
-        else warehouse.loaded_delivery_for(con, profile.smo_id, path.name, snap.sha256)
-    )
+    if loaded is None:
+        loaded = warehouse.loaded_deliveries_of(con, profile.smo_id)
+    duplicate_of = loaded.get((path.name, snap.sha256))
     if duplicate_of is not None:
         result = _duplicate_result(path, profile, snap)
         storage = _prepare_storage(

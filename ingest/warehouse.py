@@ -164,28 +164,13 @@ def current_roster(con: duckdb.DuckDBPyConnection, smo_id: str) -> frozenset[str
     return roster_keys([r[0] for r in rows], [r[1] for r in rows])
 
 
-def loaded_delivery_for(
-    con: duckdb.DuckDBPyConnection, smo_id: str, file_name: str, sha256: str
-) -> int | None:
-    """The delivery that already loaded this very file (same name, same bytes), if any.
+def loaded_deliveries_of(con: duckdb.DuckDBPyConnection, smo_id: str) -> dict[tuple[str, str], int]:
+    """(file name, sha256) -> the delivery that already loaded this very file (same name, same
+    bytes), for every file the SMO's deliveries loaded; read once per SMO and batch.
 
     A new week's file with unchanged content is a new snapshot, not a duplicate: its name
     (and delivery date) differ, and it must become current.
     """
-    row = con.execute(
-        """
-        select min(delivery_id) from ops.deliveries
-        where smo_id = ? and file_name = ? and sha256 = ?
-          and status in ('ACCEPTED', 'SUPERSEDED')
-        """,
-        [smo_id, file_name, sha256],
-    ).fetchone()
-    return row[0]
-
-
-def loaded_deliveries_of(con: duckdb.DuckDBPyConnection, smo_id: str) -> dict[tuple[str, str], int]:
-    """(file name, sha256) -> the delivery that loaded it (as `loaded_delivery_for`), for every
-    file the SMO's deliveries loaded: one read per SMO and batch instead of one per file."""
     rows = con.execute(
         """
         select file_name, sha256, min(delivery_id) from ops.deliveries

@@ -222,7 +222,9 @@ def publish_preflight(
             if node is None:
                 continue
             relation = f"marts.{mart}"
-            columns = set(_columns(con, relation))
+            described = con.execute(f"describe {relation}").fetchall()
+            types = {r[0]: r[1] for r in described}
+            columns = set(types)
             if "smo_id" not in columns:
                 continue
             latest = _latest(relation, columns)
@@ -231,8 +233,6 @@ def publish_preflight(
             # Every range of the mart in one scan (this runs after every build with new
             # deliveries): one row per (row, violated column). The range test is the publish
             # gate's own SQL form (NaN is left to the finite rule below, as in the gate).
-            described = con.execute(f"describe {relation}").fetchall()
-            types = {r[0]: r[1] for r in described}
             violated = []
             for column, (low, high) in sorted(rules.ranges.items()):
                 if column not in types or (low is None and high is None):
