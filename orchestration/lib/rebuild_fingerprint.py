@@ -75,8 +75,9 @@ def _project_state(manifest: dict) -> list:
     return [nodes, macros]
 
 
-#: Env vars the project reads that say where to write, not what to compute.
-NOT_INPUTS = {"SMO_WAREHOUSE_PATH"}
+#: Env vars the project reads that say where to write or how much memory to use, not what to
+#: compute.
+NOT_INPUTS = {"SMO_WAREHOUSE_PATH", "SMO_DBT_MEMORY_LIMIT"}
 
 
 #: Where the dbt project can read env vars (not target/, which holds a folder per run).
