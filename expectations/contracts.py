@@ -572,7 +572,7 @@ def holds(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> bool | None:
     pandera's semantics: a float that must be present may not be NaN either; nulls in a key
     compare equal) as one `select` of one boolean per rule. None when the schema has anything
     else (a check not built by `_expr_check`, coercion, a regex column, ...): pandera decides.
-    tests/test_contract_one_pass.py holds it to pandera's verdict on generated frames.
+    tests/ingest/test_contract_one_pass.py holds it to pandera's verdict on generated frames.
     """
     if schema.coerce or schema.strict or schema.ordered or schema.add_missing_columns:
         return None
