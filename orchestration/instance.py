@@ -39,7 +39,8 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        header = f"# Written from {INSTANCE_CONFIG.relative_to(PROJECT_ROOT)} (its comments say why) for this home.\n"
+        source = INSTANCE_CONFIG.relative_to(PROJECT_ROOT)
+        header = f"# Written from {source} (its comments say why) for this home.\n"
         config.write_text(header + yaml.safe_dump(instance_config(home), sort_keys=False))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
