@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from core.settings import PROJECT_ROOT
 from orchestration.instance import INSTANCE_CONFIG, ensure_dagster_home
@@ -103,3 +105,31 @@ def test_only_a_few_run_databases_stay_open(home: Path):
         assert open_runs == [f"run-{n}" for n in range(3, OPEN_RUN_DATABASES + 3)]
         storage.wipe()  # deletes the run files: their connections are closed first
         assert list(storage._engines) == ["index"]
+
+
+def test_a_table_is_looked_up_until_found_then_remembered(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Dagster asks whether the index has a table before every asset check event; the answer is
+    kept once the table is there, never while it is missing."""
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        index = Path(storage.path_for_shard("index"))
+        assert not storage.has_table("added_later")
+        with sqlite3.connect(index) as con:
+            con.execute("create table added_later (x integer)")
+        assert storage.has_table("added_later")
+
+        looked_up = []
+        dagsters = SqliteEventLogStorage.has_table
+
+        def counted(self, table_name: str) -> bool:
+            looked_up.append(table_name)
+            return dagsters(self, table_name)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(SqliteEventLogStorage, "has_table", counted)
+            assert storage.has_table("added_later")
+            assert not storage.has_table("never_added")
+            assert not storage.has_table("never_added")
+        assert looked_up == ["never_added", "never_added"]
