@@ -1,4 +1,6 @@
-{{ config(materialized='table') }}
+{{ config(materialized='view') }}
+-- A view: one model reads it (int_site_week__payments) and one test checks it, so a table only
+-- wrote every week's payment lines to disk again (1.8M rows and 6 s of a `large` build).
 -- Payment lines as of each week, converted to the reporting currency with the FX rate valid on
 -- the line's earning date (the trigger; invoice or delivery date when the SMO gives none).
 -- A zero reporting-currency rate in the seed gives NULL amounts, never infinity.
