@@ -18,6 +18,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from core.settings import PROJECT_ROOT
 from orchestration.definitions import defs
+from orchestration.lib.dbt import load_manifest
 from orchestration.lib.unchanged_checks import UNCHANGED_SINCE
 from tests.conftest import project_instance
 
@@ -101,6 +102,25 @@ def test_mart_materializations_carry_their_row_count(
             table = ".".join(f'"{p}"' for p in key.path)
             (count,) = con.execute(f"select count(*) from {table}").fetchall()[0]
             assert materialization.metadata["dagster/row_count"].value == count, key
+
+
+@pytest.mark.integration
+def test_a_view_model_is_materialized_without_a_row_count_a_table_with_one(
+    refreshed_env: Path, refreshed_portfolio: Path
+):
+    """Counting a view's rows runs its query (dagster-dbt does not count views either)."""
+    manifest = load_manifest()
+    kinds = {
+        dg.AssetKey([n["schema"], n.get("alias") or n["name"]]): n["config"]["materialized"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model"
+    }
+    assert {"view", "table"} <= set(kinds.values())
+    with project_instance(_copy_instance(refreshed_portfolio, refreshed_env)) as instance:  # fmt: skip
+        materializations = _latest_materializations(instance, kinds)
+    for key, kind in kinds.items():
+        counted = "dagster/row_count" in materializations[key].metadata
+        assert counted == (kind != "view"), (key, kind)
 
 
 def _copy_instance(refreshed_portfolio: Path, env: Path) -> Path:
