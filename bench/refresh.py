@@ -45,6 +45,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -129,13 +130,70 @@ def _tree_rss(root_pid: int) -> int:
     return total
 
 
-def settle() -> None:
-    """Write what the previous step left in the page cache to disk before the next timed one.
+#: What a refresh's processes import (Dagster's with every definition, dbt's with its adapter,
+#: the forecast models, the publish gate's great-expectations): `settle` reads their files.
+WARM_IMPORTS = (
+    "orchestration.defs.automation", "orchestration.defs.dbt_models", "orchestration.defs.publish",
+    "orchestration.defs.registry", "orchestration.defs.resources",
+    "orchestration.defs.smo_deliveries", "dbt.cli.main", "dbt.adapters.duckdb.impl",
+    "forecasting.enrollment", "great_expectations",
+)  # fmt: skip
 
-    Without it the gigabytes a restore or a floor just wrote were flushed during the next run,
-    at this machine's ~20 MB/s: a no-op refresh at `large` right after its floor took 39-44 s,
-    imports alone 1.7-4.4 s against 0.6 s."""
+_LIST_LOADED = """
+import importlib, importlib.util, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+files = {line.split()[-1] for line in open("/proc/self/maps") if line.split()[-1].startswith("/")}
+for module in list(sys.modules.values()):
+    path = getattr(module, "__file__", None) or ""
+    files.add(path)
+    if path.endswith(".py"):
+        files.add(importlib.util.cache_from_source(path))
+print("\\n".join(sorted(f for f in files if f)))
+"""
+
+
+@cache
+def code_files() -> tuple[Path, ...]:
+    """Every file a refresh's imports read (modules, their bytecode, mapped shared libraries),
+    listed once by a child that imports `WARM_IMPORTS`."""
+    listed = subprocess.run(
+        [sys.executable, "-c", _LIST_LOADED, *WARM_IMPORTS],
+        cwd=PROJECT_ROOT, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return tuple(Path(line) for line in listed.splitlines() if Path(line).is_file())
+
+
+def settle(*inputs: Path) -> None:
+    """The page cache as a timed run should find it: nothing left to write, its code and inputs
+    read.
+
+    Without the sync the gigabytes a restore or a floor just wrote were flushed during the next
+    run, at this machine's ~20 MB/s: a no-op refresh at `large` right after its floor took
+    39-44 s, imports alone 1.7-4.4 s against 0.6 s.
+
+    This VM also pages out whatever was not read for about a minute (the kernel's DAMON
+    `pageout` scheme, /sys/kernel/mm/damon/admin: regions idle for 12 aggregations of 5 s, up to
+    128 MiB/s): reading the 562 MB of files a refresh's imports load took 11-20 s a few minutes
+    after the last run and 0.3-0.8 s right after it. Each refresh and each floor therefore
+    starts with its code (`code_files`) and its inputs (files or folders) read once, untimed.
+    The machine's other drift is not removed by this, only shown (`cpu_probe`)."""
     os.sync()
+    for item in (i for i in [*code_files(), *inputs] if i.exists()):
+        for path in [item] if item.is_file() else sorted(p for p in item.rglob("*") if p.is_file()):
+            with open(path, "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
+
+
+def cpu_probe(iterations: int = 3_000_000) -> float:
+    """Seconds of a fixed pure-Python loop: this VM's speed drifts (the same 1x refresh took
+    20 s and, half an hour later with nothing else running, 35-44 s), and a repetition's probe
+    shows whether it ran on a slower machine."""
+    started, total = time.perf_counter(), 0
+    for i in range(iterations):
+        total += i
+    return time.perf_counter() - started
 
 
 def run_job(root: Path, logs: Path, label: str, profile: Path | None = None) -> dict:
@@ -157,7 +215,9 @@ def run_job(root: Path, logs: Path, label: str, profile: Path | None = None) -> 
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
     command += ["-m", "bench.refresh", "--child", str(out)]
-    settle()
+    data = root / "data"
+    settle(root / "warehouse.duckdb", root / "dagster_home", data / "inbox", data / "registry",
+           data / "profiles", *DBT_TARGET.glob("*.*"))  # fmt: skip
     started = time.perf_counter()
     with open(logs / f"run-{label}.log", "w") as log:
         child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -396,7 +456,7 @@ def floor(root: Path, source: Path, files: list[Path], run_id: str) -> dict[str,
     """The floor of the weekly refresh just run in `root`, per stage."""
     work = root / "floor"
     work.mkdir(exist_ok=True)
-    settle()
+    settle(root / "warehouse.duckdb", root / "data" / "registry", *files)
     gate_floor, publish_floor = gate_and_publish_floor(root, work)
     floors = {
         "delivery gate + load": load_floor(source, files, work),
@@ -457,7 +517,7 @@ def bench_scale(scale: str, weeks: int, seed: int, reps: int, profile: bool = Fa
     for i in range(1, reps + 1):
         restore(snapshot, root)
         deliver(source, root, weekly_files)
-        load = os.getloadavg()[0]
+        load, probe = os.getloadavg()[0], cpu_probe()
         weekly = run_job(root, logs, f"weekly-{i}")
         weekly["dbt"] = dbt_timings(weekly["run_id"])
         floors = floor(root, source, weekly_files, weekly["run_id"])
@@ -465,7 +525,13 @@ def bench_scale(scale: str, weeks: int, seed: int, reps: int, profile: bool = Fa
         for stale in DBT_TARGET.glob(f"warehouse_models-{weekly['run_id'][:7]}-*"):
             shutil.rmtree(stale, ignore_errors=True)
         repetitions.append(
-            {"weekly": weekly, "floor": floors, "nothing_new": nothing_new, "load_1m": load}
+            {
+                "weekly": weekly,
+                "floor": floors,
+                "nothing_new": nothing_new,
+                "load_1m": load,
+                "cpu_probe_s": probe,
+            }  # fmt: skip
         )
         print(f"   rep {i}: refresh {weekly['wall_s']:.1f} s, floor {sum(floors.values()):.1f} s, "
               f"no-op {nothing_new['wall_s']:.1f} s, peak RSS "

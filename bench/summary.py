@@ -304,7 +304,7 @@ def scale_section(result: Mapping) -> str:
         [i + 1, f"{r['weekly']['wall_s']:.1f}", f"{sum(r['floor'].values()):.1f}",
          _fmt(ratio(r["weekly"]["wall_s"], sum(r["floor"].values())), ".1f", "x"),
          f"{r['nothing_new']['wall_s']:.1f}", f"{r['weekly']['peak_rss_bytes'] / GIB:.2f}",
-         _fmt(r.get("load_1m"), ".1f")]
+         _fmt(r.get("load_1m"), ".1f"), _fmt(r.get("cpu_probe_s"), ".2f")]
         for i, r in enumerate(reps)
     ]  # fmt: skip
     median_rep = _median_rep(reps)
@@ -323,12 +323,22 @@ def scale_section(result: Mapping) -> str:
         ),
         "",
         "Repetitions (in the order run; each weekly refresh from a copy of the same bootstrapped "
-        "folder, then its floor, then a refresh with no new deliveries):",
+        "folder, then its floor, then a refresh with no new deliveries; CPU probe: seconds of a "
+        "fixed Python loop just before the refresh, higher on a slower machine):",
         "",
         markdown_table(
-            ["rep", "refresh s", "floor s", "ratio", "no-op s", "peak RSS GiB", "load 1 min"],
+            [
+                "rep",
+                "refresh s",
+                "floor s",
+                "ratio",
+                "no-op s",
+                "peak RSS GiB",
+                "load 1 min",
+                "CPU probe s",
+            ],
             rep_rows,
-            numeric=set(range(7)),
+            numeric=set(range(8)),
         ),
         "",
         f"- delivery gate + load throughput: "

@@ -204,6 +204,7 @@ def test_markdown_has_every_scale_every_repetition_and_the_overall_line():
     results = []
     for scale, factor in (("1", 1), ("4", 2), ("large", 6)):
         reps = [rep(70 * factor + i, 2.2 * factor, 14) for i in range(3)]
+        reps[2]["cpu_probe_s"] = 0.25 + factor  # runs before this field have none
         if scale == "1":  # the median repetition's dbt timings; the other scales have none
             reps[1]["weekly"]["dbt"] = summary.dbt_profile(
                 {
@@ -222,6 +223,8 @@ def test_markdown_has_every_scale_every_repetition_and_the_overall_line():
         assert summary.summary_line(r["summary"]) in text
         assert f"#### Profile ({summary.label(r['scale'])})" in text
     assert text.count("| 3 | ") == 3  # the third repetition of each scale
+    for factor in (1, 2, 6):  # each scale's probe in its third repetition's row
+        assert f"| {0.25 + factor:.2f} |" in text
     assert "dbt (median repetition's run_results.json): elapsed 20.8 s" in text
     assert "no run_results.json found" in text  # the scales whose median rep has none
     assert "### Growth" in text
