@@ -143,7 +143,12 @@ _LIST_LOADED = """
 import importlib, importlib.util, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
-files = {line.split()[-1] for line in open("/proc/self/maps") if line.split()[-1].startswith("/")}
+files = set()
+try:  # shared libraries as mapped (Linux); elsewhere the modules' own files only
+    with open("/proc/self/maps") as maps:
+        files = {line.split()[-1] for line in maps if line.split()[-1].startswith("/")}
+except OSError:
+    pass
 for module in list(sys.modules.values()):
     path = getattr(module, "__file__", None) or ""
     files.add(path)
