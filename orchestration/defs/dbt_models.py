@@ -11,6 +11,7 @@ import time
 
 import dagster as dg
 from dagster_dbt import DbtCliInvocation, DbtCliResource, dbt_assets
+from dagster_dbt.metadata_set import DbtMetadataSet
 
 from core.gate_results import record_gate_results
 from core.settings import load_settings
@@ -97,7 +98,7 @@ def last_gate_outcomes(con, run_id: str) -> dict[str, tuple[bool, str | None]]:
     return {name: (bool(success), severity) for name, success, severity in rows}
 
 
-def with_row_counts(con, events: list, assets_def: dg.AssetsDefinition, manifest: dict) -> list:
+def with_row_counts(con, events: list, assets_def: dg.AssetsDefinition) -> list:
     """Each table model's materialization with its row count (`dagster/row_count`), counted here
     after dbt closed the file: dagster-dbt's `fetch_row_counts()` counts while dbt still holds
     the one writer's lock. The asset key is the relation (`[schema, table]`, the translator).
@@ -106,14 +107,14 @@ def with_row_counts(con, events: list, assets_def: dg.AssetsDefinition, manifest
     int_snapshot__visits joins 6.7M visits)."""
     keys = {name: key for key, name in assets_def.output_names_by_entity_key.items()}
     views = {
-        (node["schema"], node.get("alias") or node["name"])
-        for node in manifest["nodes"].values()
-        if node.get("resource_type") == "model" and node["config"].get("materialized") == "view"
+        key
+        for key, spec in assets_def.specs_by_key.items()
+        if DbtMetadataSet.extract(spec.metadata).materialization_type == "view"
     }
     built = [
         e.output_name
         for e in events
-        if isinstance(e, dg.Output) and tuple(keys[e.output_name].path[:2]) not in views
+        if isinstance(e, dg.Output) and keys[e.output_name] not in views
     ]
     counts: dict[str, int] = {}
     if built:
@@ -272,7 +273,7 @@ def warehouse_models(
                         "Rebuilding for every other SMO."
                     )
     with warehouse.connect(read_only=True) as con:
-        events = with_row_counts(con, events, context.assets_def, invocation.manifest)
+        events = with_row_counts(con, events, context.assets_def)
     yield from events
     prune_run_targets(invocation.target_path.parent, context.op_def.name)
     if not invocation.is_successful():
