@@ -599,13 +599,13 @@ def holds(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> bool | None:
         if getattr(check, "row_rule", None) is None:
             return None
         verdicts.append(check.row_rule(None).all())
-    unique = schema.unique or []
-    keys = [unique] if all(isinstance(k, str) for k in unique) else unique
+    unique = schema.unique or []  # one key (column names) or several (lists of them)
+    keys = [unique] if unique and all(isinstance(k, str) for k in unique) else unique
     if any(not set(key) <= set(frame.columns) for key in keys):
         return None
     try:
         # pandera's own uniqueness call, then every other rule in one select
-        if any(frame.select(key).is_duplicated().any() for key in keys if key):
+        if any(frame.select(key).is_duplicated().any() for key in keys):
             return False
         return all(frame.select(v.alias(f"rule_{i}") for i, v in enumerate(verdicts)).row(0))
     except pl.exceptions.PolarsError:
